@@ -1,0 +1,5 @@
+// The list of keel's commands. Each command lives in its own file of this folder.
+import type { CommandClass, BaseContext } from 'clipanion';
+import { VersionCommand } from './version.js';
+
+export const runtimeCommands: CommandClass<BaseContext>[] = [VersionCommand];
