@@ -1,12 +1,20 @@
 // keel-build: the image builder's command line. It only parses arguments: every command calls the
 // libraries (src/builder, src/dockerfile, src/layers), loaded when the command runs.
-import { Builtins } from 'clipanion';
-import { runCli } from './common.js';
-import { buildCommands } from './build/commands.js';
+import { writeSync } from 'node:fs';
+import { VERSION } from './runtime/globals.js';
 
-const code = await runCli(process.argv.slice(2), {
-  binaryName: 'keel-build',
-  binaryLabel: 'keel-build: Dockerfile in, OCI image out',
-  commands: [Builtins.HelpCommand, Builtins.VersionCommand, ...buildCommands],
-});
-process.exitCode = code;
+async function main(argv: string[]): Promise<number> {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
+    writeSync(1, `keel-build ${VERSION}\n`);
+    return 0;
+  }
+  const [{ Builtins }, { runCli }, { buildCommands }] =
+    await Promise.all([import('clipanion'), import('./common.js'), import('./build/commands.js')]);
+  return runCli(argv, {
+    binaryName: 'keel-build',
+    binaryLabel: 'keel-build: Dockerfile in, OCI image out',
+    commands: [Builtins.HelpCommand, ...buildCommands],
+  });
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

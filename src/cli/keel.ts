@@ -1,18 +1,44 @@
 // keel: the runc-compatible OCI runtime's command line. It parses arguments and calls src/runtime.
 // runc's global flags come before the command (`keel --root DIR --log FILE create ...`); they are
 // taken off here and handed to the commands through `globals`.
-import { Builtins } from 'clipanion';
-import { runCli, reporting } from './common.js';
-import { globals, parseGlobalFlags, writeLog } from './runtime/globals.js';
-import { runtimeCommands } from './runtime/commands.js';
+//
+// Start-up is the runtime's floor (engines run keel several times per container), so this module
+// statically loads only globals.ts: `--version` is answered without clipanion, and everything else
+// (clipanion, the commands, and through them the libraries) is loaded when it is needed.
+import { writeSync } from 'node:fs';
+import { globals, parseGlobalFlags, writeLog, versionText } from './runtime/globals.js';
+import { errorMessage } from '../util/errors.js';
 
-const argv = parseGlobalFlags(process.argv.slice(2));
-reporting.debug = globals.debug;
-reporting.onError = (text) => writeLog('error', text);
+/** Writes to stdout without creating process.stdout (a stream, and for a pipe the net module: ~2 ms). */
+function print(text: string): void {
+  try {
+    writeSync(1, text);
+  } catch {
+    process.stdout.write(text); // a non-blocking stdout (EAGAIN): let the stream queue it
+  }
+}
 
-const code = await runCli(argv, {
-  binaryName: 'keel',
-  binaryLabel: 'keel: an OCI container runtime (runc-compatible)',
-  commands: [Builtins.HelpCommand, ...runtimeCommands],
-});
-process.exitCode = code;
+async function main(args: string[]): Promise<number> {
+  let argv: string[];
+  try {
+    argv = parseGlobalFlags(args);
+  } catch (err) {
+    process.stderr.write(`keel: ${errorMessage(err)}\n`);
+    return 1;
+  }
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version')) {
+    print(versionText());
+    return 0;
+  }
+  const [{ Builtins }, { runCli, reporting }, { runtimeCommands }] =
+    await Promise.all([import('clipanion'), import('./common.js'), import('./runtime/commands.js')]);
+  reporting.debug = globals.debug;
+  reporting.onError = (text) => writeLog('error', text);
+  return runCli(argv, {
+    binaryName: 'keel',
+    binaryLabel: 'keel: an OCI container runtime (runc-compatible)',
+    commands: [Builtins.HelpCommand, ...runtimeCommands],
+  });
+}
+
+main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

@@ -1,6 +1,20 @@
-// runc's global flags, parsed before the command name, and the --log/--log-format logger.
+// runc's global flags, parsed before the command name, the --log/--log-format logger, and the
+// version lines. Loaded by keel before anything else: it must import nothing heavy (no clipanion).
 import { appendFileSync } from 'node:fs';
 import { KeelError } from '../../util/errors.js';
+import { RUNTIME_SPEC_VERSION } from '../../spec/version.js';
+
+declare const __KEEL_VERSION__: string | undefined;
+declare const __KEEL_COMMIT__: string | undefined;
+
+/** Set by scripts/build.ts from package.json and git; the fallbacks show when running from source. */
+export const VERSION = typeof __KEEL_VERSION__ === 'string' ? __KEEL_VERSION__ : '0.0.0-dev';
+export const COMMIT = typeof __KEEL_COMMIT__ === 'string' ? __KEEL_COMMIT__ : 'unknown';
+
+/** What `keel --version` prints: the lines of `runc --version`, plus the Node.js version. */
+export function versionText(): string {
+  return `keel version ${VERSION}\ncommit: ${COMMIT}\nspec: ${RUNTIME_SPEC_VERSION}\nnode: ${process.version}\n`;
+}
 
 export interface GlobalFlags {
   root: string;
