@@ -2,5 +2,6 @@
 import type { CommandClass, BaseContext } from 'clipanion';
 import { VersionCommand } from './version.js';
 import { SpecCommand } from './spec.js';
+import { lifecycleCommands } from './lifecycle.js';
 
-export const runtimeCommands: CommandClass<BaseContext>[] = [VersionCommand, SpecCommand];
+export const runtimeCommands: CommandClass<BaseContext>[] = [VersionCommand, SpecCommand, ...lifecycleCommands];

@@ -1,0 +1,416 @@
+// The container lifecycle of runtime.md: create, start, state, kill, delete, and run = create +
+// start + wait. Containers are made by the native clone trampoline running a syscall program
+// compiled from config.json (init-program.ts); no JavaScript runs in the container's processes.
+import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync, renameSync, openSync, closeSync, writeSync, readdirSync, readlinkSync } from 'node:fs';
+import { join, resolve, dirname, basename } from 'node:path';
+import type { Spec, State } from '../spec/index.js';
+import { KeelError } from '../util/errors.js';
+import { StateStore, checkId, type ContainerRecord } from './state.js';
+import { runHooks } from './hooks.js';
+import { SIGNALS } from './linux/constants.js';
+
+export type Status = State['status'] | 'paused';
+
+export interface RuntimeContext {
+  root: string;
+  systemdCgroup?: boolean;
+  /** Where warnings go (hook failures after start, cleanup problems). */
+  warn?: (msg: string) => void;
+}
+
+export interface CreateOptions {
+  bundle: string;
+  pidFile?: string;
+  consoleSocket?: string;
+  noPivot?: boolean;
+  noNewKeyring?: boolean;
+  preserveFds?: number;
+}
+
+export interface ContainerState extends State {
+  status: State['status'];
+  rootfs: string;
+  created: string;
+  owner: string;
+}
+
+const OCI_VERSION = '1.3.0';
+const MARK_READY = 0xfffffffffffffffen;
+const MARK_PIVOT = 0xfffffffffffffffdn;
+
+function store(ctx: RuntimeContext): StateStore { return new StateStore(ctx.root); }
+
+/** Field 3 (state) and 22 (start time) of /proc/PID/stat, or undefined when there is no such process. */
+function procStat(pid: number): { state: string; startTime: string } | undefined {
+  if (!(pid > 0)) return undefined;
+  let text: string;
+  try { text = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return undefined; }
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: fields[0]!, startTime: fields[19]! };
+}
+
+function isAlive(rec: ContainerRecord): boolean {
+  const st = procStat(rec.pid);
+  return !!st && st.startTime === rec.pidStartTime && st.state !== 'Z' && st.state !== 'X';
+}
+
+export function statusOf(ctx: RuntimeContext, rec: ContainerRecord): Status {
+  if (rec.creating) return isAlive(rec) || rec.pid === 0 ? 'creating' : 'stopped';
+  if (!isAlive(rec)) return 'stopped';
+  if (existsSync(store(ctx).fifo(rec.id))) return 'created';
+  const frozen = freezerState(rec);
+  return frozen ? 'paused' : 'running';
+}
+
+function freezerState(rec: ContainerRecord): boolean {
+  if (!rec.cgroupsPath) return false;
+  try { return readFileSync(join('/sys/fs/cgroup/freezer', rec.cgroupsPath, 'freezer.state'), 'utf8').trim() === 'FROZEN'; } catch { /* no v1 freezer */ }
+  try { return readFileSync(join('/sys/fs/cgroup', rec.cgroupsPath, 'cgroup.freeze'), 'utf8').trim() === '1'; } catch { return false; }
+}
+
+/** The runtime-spec state of a record, with runc's extra fields. */
+export function toState(ctx: RuntimeContext, rec: ContainerRecord): ContainerState {
+  const status = statusOf(ctx, rec);
+  const out: ContainerState = {
+    ociVersion: rec.ociVersion, id: rec.id, pid: status === 'stopped' ? 0 : rec.pid, status: status as State['status'],
+    bundle: rec.bundle, rootfs: rec.rootfs, created: rec.created, owner: rec.owner,
+  };
+  if (rec.annotations && Object.keys(rec.annotations).length) out.annotations = rec.annotations;
+  return out;
+}
+
+/** Reads and validates BUNDLE/config.json. */
+export async function loadBundle(bundle: string): Promise<{ config: Spec; bundle: string; rootfs: string }> {
+  const dir = resolve(bundle);
+  const file = join(dir, 'config.json');
+  let text: string;
+  try { text = readFileSync(file, 'utf8'); } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new KeelError(code === 'ENOENT' ? `config.json: not found in bundle ${dir}` : `config.json: cannot read ${file}: ${code}`);
+  }
+  const { parseJson, validateRuntimeConfig } = await import('../spec/index.js');
+  const config = validateRuntimeConfig(parseJson(text, 'config.json'), 'config.json');
+  if (!config.root?.path) throw new KeelError('config.json: /root/path: a root filesystem is required');
+  const rootfs = resolve(dir, config.root.path);
+  let isDir = false;
+  try { isDir = statSync(rootfs).isDirectory(); } catch { /* missing */ }
+  if (!isDir) throw new KeelError(`config.json: /root/path: rootfs ${rootfs} does not exist or is not a directory`);
+  return { config, bundle: dir, rootfs };
+}
+
+interface Spawned { pid: number; pidfd: number; startFd: number; config: Spec; rec: ContainerRecord }
+
+/** Writes `text` to `path` atomically (as runc does for --pid-file). */
+function writeAtomic(path: string, text: string): void {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, mode: 'create' | 'run'): Promise<Spawned> {
+  checkId(id);
+  const { config, bundle, rootfs } = await loadBundle(opts.bundle);
+  const [{ libc, describeErrno }, { compileInit }, { cloneProgram }] = await Promise.all([
+    import('./sys/libc.js'), import('./init-program.js'), import('./native/clone.js'),
+  ]);
+  const c = libc();
+  const st = store(ctx);
+  const O_CLOEXEC = 0o2000000;
+  const hooks = config.hooks ?? {};
+  const needPivotSync = !!(hooks.prestart?.length || hooks.createRuntime?.length || hooks.createContainer?.length);
+
+  // Compile before anything is created: a bad config fails here with nothing left behind.
+  const fds = new Int32Array(2);
+  const pipe = (): [number, number] => {
+    if (c.pipe2(fds, O_CLOEXEC) !== 0) throw new Error(`pipe2: ${c.strerror(c.errno())}`);
+    return [fds[0]!, fds[1]!];
+  };
+  const toClose: number[] = [];
+  const [errR, errW] = pipe(); toClose.push(errR, errW);
+  const [goR, goW] = pipe(); toClose.push(goR, goW);
+  let startR: number, startW = -1;
+  let childStartFd: number;
+  const dir = st.claim(id);
+  let pid = 0;
+  try {
+    if (mode === 'create') {
+      const fifo = st.fifo(id);
+      if (c.mkfifo(fifo, 0o622) !== 0) throw new Error(`mkfifo ${fifo}: ${c.strerror(c.errno())}`);
+      startR = c.open(fifo, 2 /* O_RDWR */ | O_CLOEXEC, 0);
+      if (startR < 0) throw new Error(`open ${fifo}: ${c.strerror(c.errno())}`);
+      toClose.push(startR);
+    } else {
+      [startR, startW] = pipe(); toClose.push(startR);
+    }
+    childStartFd = startR;
+    let preserve = opts.preserveFds ?? 0;
+    if (preserve < 0) throw new KeelError('--preserve-fds must not be negative');
+    // Keep our pipes above the preserved fds so they never collide.
+    if (preserve > 0) {
+      const lift = (fd: number) => { const n = c.fcntl(fd, 1030 /* F_DUPFD_CLOEXEC */, 3 + preserve + 64); toClose.push(n); return n; };
+      [fds[0], fds[1]] = [0, 0];
+      const e = lift(errW), g = lift(goR), s = lift(startR);
+      (opts as any)._lifted = { e, g, s };
+    }
+    const lifted = (opts as any)._lifted as { e: number; g: number; s: number } | undefined;
+    const init = compileInit(config, {
+      rootfs, errFd: lifted?.e ?? errW, goFd: lifted?.g ?? goR, startFd: lifted?.s ?? childStartFd,
+      consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot,
+      preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync,
+    });
+    if (init.parentJoins.length) throw new KeelError(`joining an existing ${init.parentJoins[0]!.type} namespace is not supported yet`);
+
+    const rec: ContainerRecord = {
+      ociVersion: OCI_VERSION, id, pid: 0, pidStartTime: '', bundle, rootfs, created: new Date().toISOString(),
+      owner: '', annotations: config.annotations, creating: true, config,
+    };
+    st.save(rec);
+
+    const child = cloneProgram(init.program, init.cloneFlags, lifted?.e ?? errW);
+    pid = child.pid;
+    rec.pid = pid;
+    rec.pidStartTime = procStat(pid)?.startTime ?? '';
+    // The child's ends are the child's now.
+    for (const fd of [errW, goR, ...(lifted ? [lifted.e, lifted.g, lifted.s] : []), ...(mode === 'create' ? [startR] : [])]) {
+      c.close(fd); toClose.splice(toClose.indexOf(fd), 1);
+    }
+    if (mode === 'run') { c.close(startR); toClose.splice(toClose.indexOf(startR), 1); }
+    st.save(rec);
+
+    // Parent-side set-up while the child waits: id mappings, oom score.
+    const linux = config.linux ?? {};
+    if (init.userns) {
+      const map = (m: { containerID: number; hostID: number; size: number }[] | undefined) => (m ?? []).map((x) => `${x.containerID} ${x.hostID} ${x.size}\n`).join('');
+      if (!linux.uidMappings?.length || !linux.gidMappings?.length) throw new KeelError('config.json: /linux/uidMappings: a user namespace needs uidMappings and gidMappings');
+      writeFileSync(`/proc/${pid}/uid_map`, map(linux.uidMappings));
+      writeFileSync(`/proc/${pid}/gid_map`, map(linux.gidMappings));
+    }
+    if (config.process?.oomScoreAdj !== undefined) writeFileSync(`/proc/${pid}/oom_score_adj`, String(config.process.oomScoreAdj));
+    const one = new Uint8Array([0]);
+    c.write(goW, one, 1);
+
+    // Follow the child to its ready point.
+    const buf = new Uint8Array(16);
+    const dv = new DataView(buf.buffer);
+    for (;;) {
+      const n = c.read(errR, buf, 16);
+      if (n !== 16) {
+        const status = new Int32Array(1);
+        c.waitpid(pid, status, 0);
+        pid = 0;
+        throw new KeelError(`container init exited unexpectedly during create (wait status ${status[0]})`);
+      }
+      const step = dv.getBigUint64(0, true);
+      const errno = Number(dv.getBigUint64(8, true));
+      if (step === MARK_READY) break;
+      if (step === MARK_PIVOT) {
+        const s = { ...toState(ctx, rec), status: 'creating' as const, pid };
+        runHooks('prestart', hooks.prestart, s);
+        runHooks('createRuntime', hooks.createRuntime, s);
+        runHooks('createContainer', hooks.createContainer, s);
+        c.write(goW, one, 1);
+        continue;
+      }
+      const what = init.program.describe(Number(step));
+      throw new KeelError(`create ${id}: ${what}: ${describeErrno(errno)}`);
+    }
+    c.close(goW); toClose.splice(toClose.indexOf(goW), 1);
+    c.close(errR); toClose.splice(toClose.indexOf(errR), 1);
+    c.close(child.pidfd);
+    delete rec.creating;
+    st.save(rec);
+    if (opts.pidFile) writeAtomic(resolve(opts.pidFile), String(pid));
+    return { pid, pidfd: -1, startFd: startW, config, rec };
+  } catch (err) {
+    if (pid > 0) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+      const status = new Int32Array(1);
+      c.waitpid(pid, status, 0);
+    }
+    if (startW >= 0) c.close(startW);
+    st.remove(id);
+    void dir;
+    throw err;
+  } finally {
+    for (const fd of toClose) c.close(fd);
+  }
+}
+
+/** `keel create`: the container's init is set up and waits for `start`. */
+export async function create(ctx: RuntimeContext, id: string, opts: CreateOptions): Promise<void> {
+  await spawnInit(ctx, id, opts, 'create');
+}
+
+function runtimeState(ctx: RuntimeContext, rec: ContainerRecord): ContainerState {
+  return toState(ctx, rec);
+}
+
+/** `keel start`: runs the user process of a created container. */
+export async function start(ctx: RuntimeContext, id: string): Promise<void> {
+  const st = store(ctx);
+  await st.withLock(id, async () => {
+    const rec = st.load(id);
+    const status = statusOf(ctx, rec);
+    if (status === 'stopped') throw new KeelError(`cannot start a container that has stopped: ${id}`);
+    if (status !== 'created') throw new KeelError(`cannot start an already running container: ${id}`);
+    const config = rec.config as Spec;
+    runHooks('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec));
+    const fifo = st.fifo(id);
+    let fd: number;
+    try {
+      fd = openSync(fifo, 1 /* O_WRONLY */ | 0o4000 /* O_NONBLOCK */);
+    } catch (err) {
+      throw new KeelError(`cannot start container ${id}: its init is gone (${(err as NodeJS.ErrnoException).code})`);
+    }
+    try { writeSync(fd, Buffer.from([0])); } finally { closeSync(fd); }
+    unlinkSync(fifo);
+    try { runHooks('poststart', config.hooks?.poststart, runtimeState(ctx, rec)); } catch (err) { ctx.warn?.((err as Error).message); }
+  });
+}
+
+/** `keel state`: the runtime-spec state of a container. */
+export async function state(ctx: RuntimeContext, id: string): Promise<ContainerState> {
+  checkId(id);
+  return toState(ctx, store(ctx).load(id));
+}
+
+/** `keel list`: every container under the root. */
+export async function list(ctx: RuntimeContext): Promise<ContainerState[]> {
+  const st = store(ctx);
+  const out: ContainerState[] = [];
+  for (const id of st.ids()) {
+    try { out.push(toState(ctx, st.load(id))); } catch { /* removed meanwhile, or not a container */ }
+  }
+  return out;
+}
+
+/** Parses a signal as runc does: `KILL`, `SIGKILL`, `9`. */
+export function parseSignal(sig: string): number {
+  if (/^\d+$/.test(sig)) {
+    const n = Number(sig);
+    if (n < 1 || n > 64) throw new KeelError(`invalid signal ${sig}`);
+    return n;
+  }
+  const name = sig.toUpperCase().replace(/^SIG/, '');
+  const rt = /^RTMIN(?:\+(\d+))?$/.exec(name);
+  if (rt) return 34 + Number(rt[1] ?? 0);
+  const n = SIGNALS[name];
+  if (n === undefined) throw new KeelError(`unknown signal ${JSON.stringify(sig)}`);
+  return n;
+}
+
+/** Host pids of every process in the container (its pid namespace, or its init alone). */
+export function containerPids(rec: ContainerRecord): number[] {
+  let nsLink: string | undefined;
+  try { nsLink = readlinkSync(`/proc/${rec.pid}/ns/pid`); } catch { return []; }
+  let hostNs = '';
+  try { hostNs = readlinkSync('/proc/self/ns/pid'); } catch { /* no proc */ }
+  if (nsLink === hostNs) return isAlive(rec) ? [rec.pid] : [];
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try { if (readlinkSync(`/proc/${name}/ns/pid`) === nsLink) pids.push(Number(name)); } catch { /* exited */ }
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+/** `keel kill`: sends a signal to the init (or every process with `all`). */
+export async function kill(ctx: RuntimeContext, id: string, signal: string | number = 'TERM', opts: { all?: boolean } = {}): Promise<void> {
+  const st = store(ctx);
+  const sig = typeof signal === 'number' ? signal : parseSignal(signal);
+  await st.withLock(id, async () => {
+    const rec = st.load(id);
+    const status = statusOf(ctx, rec);
+    if (status === 'stopped' || status === 'creating') throw new KeelError(`container ${id} is not running`);
+    const pids = opts.all ? containerPids(rec) : [rec.pid];
+    for (const pid of pids) {
+      try { process.kill(pid, sig); } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    }
+  });
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function waitGone(rec: ContainerRecord, timeoutMs = 10_000): void {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(rec)) {
+    if (Date.now() > deadline) throw new KeelError(`container ${rec.id}: its init (pid ${rec.pid}) did not exit after SIGKILL`);
+    sleep(2);
+  }
+}
+
+/** Removes what the container owns, running its poststop hooks. */
+function destroy(ctx: RuntimeContext, rec: ContainerRecord): void {
+  const config = rec.config as Spec;
+  try { runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }); } catch (err) { ctx.warn?.((err as Error).message); }
+  store(ctx).remove(rec.id);
+}
+
+/** `keel delete`: deletes a stopped (or created) container; `force` kills a running one first. */
+export async function remove(ctx: RuntimeContext, id: string, opts: { force?: boolean } = {}): Promise<void> {
+  const st = store(ctx);
+  checkId(id);
+  if (!st.exists(id)) {
+    if (opts.force) { st.remove(id); return; }
+    throw new KeelError(`container ${id} does not exist`);
+  }
+  await st.withLock(id, async () => {
+    const rec = st.load(id);
+    const status = statusOf(ctx, rec);
+    if (status === 'running' || status === 'paused' || status === 'creating') {
+      if (!opts.force) throw new KeelError(`cannot delete container ${id} that is not stopped: ${status}`);
+    }
+    if (status !== 'stopped') {
+      for (const pid of containerPids(rec).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
+      waitGone(rec);
+    }
+    destroy(ctx, rec);
+  });
+}
+
+export interface RunOptions extends CreateOptions { detach?: boolean; keep?: boolean }
+
+const FORWARDED: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGCONT', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', 'SIGALRM', 'SIGPIPE'];
+
+/** `keel run`: create + start, then (unless detached) wait and return the exit code (128+n for signal n). */
+export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Promise<number> {
+  const spawned = await spawnInit(ctx, id, opts, 'run');
+  const { libc } = await import('./sys/libc.js');
+  const c = libc();
+  const { rec, config } = spawned;
+  try {
+    runHooks('startContainer', config.hooks?.startContainer, toState(ctx, rec));
+  } catch (err) {
+    try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
+    c.waitpid(rec.pid, new Int32Array(1), 0);
+    destroy(ctx, rec);
+    throw err;
+  }
+  c.write(spawned.startFd, new Uint8Array([0]), 1);
+  c.close(spawned.startFd);
+  try { runHooks('poststart', config.hooks?.poststart, toState(ctx, rec)); } catch (err) { ctx.warn?.((err as Error).message); }
+  if (opts.detach) return 0;
+
+  const handlers = FORWARDED.map((sig) => {
+    const h = () => { try { process.kill(rec.pid, sig); } catch { /* exited */ } };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  const status = new Int32Array(1);
+  await new Promise<void>((resolveWait, reject) => {
+    c.waitpid.async(rec.pid, status, 0, (err: unknown, res: number) => (err ? reject(err) : res < 0 ? reject(new Error('waitpid failed')) : resolveWait()));
+  });
+  for (const [sig, h] of handlers) process.off(sig, h);
+  const s = status[0]!;
+  const code = (s & 0x7f) === 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f);
+  if (!opts.keep) {
+    const st = store(ctx);
+    await st.withLock(id, async () => destroy(ctx, st.load(id)));
+  }
+  return code;
+}

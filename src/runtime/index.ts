@@ -1,0 +1,18 @@
+/**
+ * keel/runtime: a runc-compatible OCI runtime as a library.
+ *
+ *   create(ctx, id, { bundle, pidFile, consoleSocket, noPivot, preserveFds })  the init waits for start
+ *   start(ctx, id)                 runs the user process
+ *   state(ctx, id)                 runtime-spec state (+ rootfs, created, owner as runc)
+ *   kill(ctx, id, signal, { all }) signal names (KILL, SIGKILL) or numbers
+ *   remove(ctx, id, { force })     `delete`
+ *   run(ctx, id, { ...create, detach, keep }) → exit code
+ *   list(ctx)                      every container under ctx.root
+ *
+ * `ctx` is `{ root: '/run/keel' }` (runc's --root). Containers are made by a native clone
+ * trampoline (native/) running a syscall program compiled from config.json (init-program.ts).
+ */
+export { create, start, state, kill, remove, run, list, parseSignal, loadBundle, containerPids } from './container.js';
+export type { RuntimeContext, CreateOptions, RunOptions, ContainerState, Status } from './container.js';
+export { defaultSpec } from './spec-default.js';
+export { checkId } from './state.js';

@@ -1,0 +1,471 @@
+// Compiles a container's config.json into the syscall program its init runs (see native/program.ts):
+// namespaces joined, mounts, devices, pivot_root, masked and read-only paths, hostname, sysctls,
+// console, rlimits, user and groups, capabilities, the wait for `start`, and execve.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { posix } from 'node:path';
+import type { Spec, Mount } from '../spec/index.js';
+import { KeelError } from '../util/errors.js';
+import type { Program } from './native/program.js';
+import { newProgram } from './native/clone.js';
+import { syscalls, CLONE, NAMESPACES, O, MS, AT_FDCWD, MNT_DETACH, PR, PR_CAP_AMBIENT_RAISE, RLIMITS } from './linux/constants.js';
+import { secureJoin, pathPrefixes } from './paths.js';
+import { parseMountOptions, propagationFlag } from './mount-options.js';
+import { capabilityMask, lastCap } from './capabilities.js';
+
+const S = syscalls();
+const ENOENT = 2, EEXIST = 17, ENOTDIR = 20, EINVAL = 22;
+const S_IFCHR = 0o020000, S_IFBLK = 0o060000, S_IFIFO = 0o010000;
+const F_SETFD = 2;
+const CLOSE_RANGE_CLOEXEC = 4;
+const TIOCGPTPEER = 0x5441, TIOCSPTLCK = 0x40045431, TIOCSCTTY = 0x540e, TIOCSWINSZ = 0x5414;
+const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000, SOL_SOCKET = 1, SCM_RIGHTS = 1;
+
+export const KNOWN_MOUNT_TYPES = new Set([
+  'bind', 'rbind', 'proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2', 'overlay', 'ramfs', 'securityfs',
+  'debugfs', 'tracefs', 'hugetlbfs', 'fusectl', 'configfs', 'binfmt_misc', 'pstore', 'bpf', 'nfs', 'ext4', 'xfs', 'btrfs',
+  'vfat', 'squashfs', 'fuse', 'nsfs', 'efivarfs', 'autofs', 'iso9660',
+]);
+
+/** The default device nodes every container gets, as runc makes them. */
+const DEFAULT_DEVICES = [
+  { path: '/dev/null', major: 1, minor: 3 }, { path: '/dev/zero', major: 1, minor: 5 },
+  { path: '/dev/full', major: 1, minor: 7 }, { path: '/dev/random', major: 1, minor: 8 },
+  { path: '/dev/urandom', major: 1, minor: 9 }, { path: '/dev/tty', major: 5, minor: 0 },
+];
+const DEFAULT_SYMLINKS: [string, string][] = [
+  ['/proc/self/fd', '/dev/fd'], ['/proc/self/fd/0', '/dev/stdin'], ['/proc/self/fd/1', '/dev/stdout'],
+  ['/proc/self/fd/2', '/dev/stderr'],
+];
+
+export interface InitOptions {
+  rootfs: string;
+  /** fd the child writes step records on (error, or a sync marker). */
+  errFd: number;
+  /** fd the child reads one byte from before starting, once the parent has set it up (uid maps, cgroups). */
+  goFd: number;
+  /** fd the child reads one byte from to exec the user process (`start`). */
+  startFd: number;
+  /** Path of the --console-socket, connected by the child before pivot_root. */
+  consoleSocket?: string;
+  /** Stop before pivot_root (MARK_PIVOT) and wait on goFd: the runtime runs prestart/createRuntime/createContainer hooks there. */
+  syncBeforePivot?: boolean;
+  noPivot?: boolean;
+  preserveFds?: number;
+  /** fds (our own pipes) that must stay open in the child until it execs. */
+  internalFds: number[];
+}
+
+export interface InitProgram {
+  program: Program;
+  cloneFlags: number;
+  /** Namespace paths the parent must join before cloning (they only apply to children: pid, time). */
+  parentJoins: { type: string; path: string }[];
+  userns: boolean;
+}
+
+/** Sync markers the child writes on errFd: {step: MARK, errno: 0}. */
+export const MARK_READY = 0xfffffffffffffffen;
+export const MARK_PIVOT = 0xfffffffffffffffdn;
+
+function parseMode(spec: string): number { return parseInt(spec, 8); }
+
+function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major), mi = BigInt(minor);
+  return ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) | (mi & 0xffn);
+}
+
+function v1Hierarchies(): { name: string; options: string }[] {
+  // The host's cgroup v1 hierarchies, as /proc/self/mountinfo lists them under /sys/fs/cgroup.
+  const out: { name: string; options: string }[] = [];
+  let info = '';
+  try { info = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return out; }
+  for (const line of info.split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const mountPoint = pre.split(' ')[4] ?? '';
+    const [fstype, , superOpts] = post.split(' ');
+    if (fstype !== 'cgroup' || !mountPoint.startsWith('/sys/fs/cgroup/')) continue;
+    const controllers = (superOpts ?? '').split(',').filter((o) => !['rw', 'ro', 'relatime', 'noatime', 'nosuid', 'nodev', 'noexec', 'clone_children'].includes(o) && !o.startsWith('release_agent'));
+    out.push({ name: posix.basename(mountPoint), options: controllers.join(',') });
+  }
+  return out;
+}
+
+function isCgroup2Host(): boolean {
+  try { return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => / \/sys\/fs\/cgroup [^-]* - cgroup2 /.test(l)); } catch { return false; }
+}
+
+export function compileInit(config: Spec, opts: InitOptions): InitProgram {
+  return compileInto(newProgram(), config, opts);
+}
+
+/** Builds the init program for `config` into `p`. */
+export function compileInto(p: Program, config: Spec, opts: InitOptions): InitProgram {
+  const linux = config.linux ?? {};
+  const proc = config.process;
+  if (!proc) throw new KeelError('config.json: /process: a process is required to create a container');
+  if (!proc.args || proc.args.length === 0) throw new KeelError('config.json: /process/args: must name the program to run');
+  const scratch = p.cell();
+  const str = (s: string) => p.cstr(s);
+
+  // Namespaces: new ones are clone flags; paths are joined (setns) by the child, except pid and
+  // time, which only apply to children and are joined by the parent before cloning.
+  let cloneFlags = 0;
+  const joins: { type: string; path: string }[] = [];
+  const parentJoins: { type: string; path: string }[] = [];
+  const seen = new Set<string>();
+  for (const ns of linux.namespaces ?? []) {
+    const info = NAMESPACES[ns.type];
+    if (!info) throw new KeelError(`config.json: /linux/namespaces: unknown namespace type ${JSON.stringify(ns.type)}`);
+    if (seen.has(ns.type)) throw new KeelError(`config.json: /linux/namespaces: namespace ${ns.type} listed twice`);
+    seen.add(ns.type);
+    if (ns.path) {
+      if (!existsSync(ns.path)) throw new KeelError(`config.json: /linux/namespaces: ${ns.type} namespace path ${ns.path} does not exist`);
+      (ns.type === 'pid' || ns.type === 'time' ? parentJoins : joins).push({ type: ns.type, path: ns.path });
+    } else {
+      cloneFlags |= info.flag;
+    }
+  }
+  const userns = seen.has('user');
+  const mountns = seen.has('mount');
+
+  // 0. Not dumpable while the host's files are in view; wait for the parent to finish set-up.
+  p.sys(S.prctl, [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'prctl(PR_SET_DUMPABLE)' });
+  p.sys(S.read, [opts.goFd, scratch, 1], { what: 'wait for the runtime', onOk: 'go', notOnZero: true });
+  p.fail(EINVAL, 'wait for the runtime: the runtime went away');
+  p.label('go');
+
+  // 1. Join namespaces by path, the user namespace first.
+  joins.sort((a, b) => (a.type === 'user' ? -1 : b.type === 'user' ? 1 : 0));
+  for (const j of joins) {
+    const fd = p.cell();
+    p.sys(S.openat, [AT_FDCWD, str(j.path), O.RDONLY | O.CLOEXEC, 0], { what: `open ${j.type} namespace ${j.path}`, store: fd });
+    p.sys(S.setns, [{ load: fd }, NAMESPACES[j.type]!.flag], { what: `join ${j.type} namespace ${j.path}` });
+    p.sys(S.close, [{ load: fd }], { what: 'close' });
+  }
+  if (userns) {
+    p.sys(S.setresgid, [0, 0, 0], { what: 'setresgid(0) in the user namespace' });
+    p.sys(S.setresuid, [0, 0, 0], { what: 'setresuid(0) in the user namespace' });
+  }
+
+  // 2. File descriptors: stdio and preserved fds are inherited, everything else closes on exec.
+  const preserve = opts.preserveFds ?? 0;
+  for (let fd = 0; fd < 3 + preserve; fd++) p.sys(S.fcntl, [fd, F_SETFD, 0], { what: `keep fd ${fd}`, tolerate: 9 /* EBADF */ });
+  p.sys(S.close_range, [3 + preserve, 0xffffffff, CLOSE_RANGE_CLOEXEC], { what: 'close_range' });
+  p.sys(S.setsid, [], { what: 'setsid' });
+  let consoleFd: bigint | undefined;
+  if (proc.terminal) {
+    if (!opts.consoleSocket) throw new KeelError('config.json: /process/terminal: a terminal needs --console-socket');
+    consoleFd = p.cell();
+    p.sys(S.socket, [AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0], { what: 'open the console socket', store: consoleFd });
+    const path = Buffer.from(opts.consoleSocket);
+    if (path.length > 107) throw new KeelError(`--console-socket: path too long: ${opts.consoleSocket}`);
+    const sun = p.alloc(110);
+    p.arena.view.setUint16(Number(sun - p.arena.base), AF_UNIX, true);
+    p.arena.bytes.set(path, Number(sun - p.arena.base) + 2);
+    p.sys(S.connect, [{ load: consoleFd }, sun, 110], { what: `connect to the console socket ${opts.consoleSocket}` });
+  }
+
+  // 3. Hostname and domain name.
+  if (config.hostname !== undefined && config.hostname !== '') {
+    if (!seen.has('uts')) throw new KeelError('config.json: /hostname: setting the hostname needs a new uts namespace');
+    const h = Buffer.from(config.hostname);
+    p.sys(S.sethostname, [p.bytes(h), h.length], { what: `sethostname ${config.hostname}` });
+  }
+  if (config.domainname !== undefined && config.domainname !== '') {
+    if (!seen.has('uts')) throw new KeelError('config.json: /domainname: setting the domain name needs a new uts namespace');
+    const d = Buffer.from(config.domainname);
+    p.sys(S.setdomainname, [p.bytes(d), d.length], { what: `setdomainname ${config.domainname}` });
+  }
+
+  // 4. The root filesystem and mounts.
+  const rootfs = opts.rootfs;
+  if (mountns) {
+    const rootProp = linux.rootfsPropagation ? propagationFlag(linux.rootfsPropagation) : undefined;
+    if (linux.rootfsPropagation && rootProp === undefined) throw new KeelError(`config.json: /linux/rootfsPropagation: unknown propagation ${JSON.stringify(linux.rootfsPropagation)}`);
+    p.sys(S.mount, [0, str('/'), 0, MS.REC | MS.SLAVE, 0], { what: 'make / a slave mount' });
+    p.sys(S.mount, [str(rootfs), str(rootfs), 0, MS.BIND | MS.REC, 0], { what: `bind mount the rootfs ${rootfs}` });
+    const mounts = config.mounts ?? [];
+    const devBound = mounts.some((m) => posix.normalize(m.destination) === '/dev' && parseMountOptions(m.options, m.type).bind);
+    const devMounted = mounts.some((m) => posix.normalize(m.destination) === '/dev');
+    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, config.mounts ?? []));
+    if (!devBound) compileDevices(p, config, rootfs, userns, devMounted);
+    if (opts.syncBeforePivot) syncPoint(p, opts, MARK_PIVOT, 'pivot');
+    // pivot_root(".", ".") and detach the old root, or MS_MOVE + chroot with --no-pivot.
+    p.sys(S.chdir, [str(rootfs)], { what: `chdir to the rootfs ${rootfs}` });
+    if (opts.noPivot) {
+      p.sys(S.mount, [str(rootfs), str('/'), 0, MS.MOVE, 0], { what: 'move the rootfs to / (--no-pivot)' });
+      p.sys(S.chroot, [str('.')], { what: 'chroot to the rootfs (--no-pivot)' });
+    } else {
+      const dot = str('.');
+      p.sys(S.pivot_root, [dot, dot], { what: 'pivot_root' });
+      p.sys(S.mount, [0, dot, 0, MS.REC | MS.SLAVE, 0], { what: 'make the old root a slave mount' });
+      p.sys(S.umount2, [dot, MNT_DETACH], { what: 'detach the old root' });
+    }
+    p.sys(S.chdir, [str('/')], { what: 'chdir /' });
+    if (rootProp !== undefined) p.sys(S.mount, [0, str('/'), 0, rootProp, 0], { what: `set rootfs propagation ${linux.rootfsPropagation}` });
+    for (const path of linux.maskedPaths ?? []) {
+      // A file gets /dev/null bound over it; where that fails (a directory: ENOTDIR), an empty
+      // read-only tmpfs; a path that does not exist (ENOENT on both) is left alone.
+      p.sys(S.mount, [str('/dev/null'), str(path), 0, MS.BIND, 0], { what: `mask ${path}`, tolerate: 'any', onOk: `mask-done-${path}` });
+      p.sys(S.mount, [str('tmpfs'), str(path), str('tmpfs'), MS.RDONLY, 0], { what: `mask directory ${path}`, tolerate: ENOENT, onError: `mask-done-${path}` });
+      p.label(`mask-done-${path}`);
+    }
+    for (const path of linux.readonlyPaths ?? []) {
+      const done = `ro-done-${path}`;
+      p.sys(S.mount, [str(path), str(path), 0, MS.BIND | MS.REC, 0], { what: `bind ${path} read-only`, tolerate: ENOENT, onError: done });
+      p.sys(S.mount, [0, str(path), 0, MS.BIND | MS.REMOUNT | MS.RDONLY | MS.REC, 0], { what: `remount ${path} read-only` });
+      p.label(done);
+    }
+    if (config.root?.readonly) {
+      p.sys(S.mount, [0, str('/'), 0, MS.BIND | MS.REMOUNT | MS.RDONLY, 0], { what: 'remount the rootfs read-only' });
+    }
+  } else {
+    if (opts.noPivot === undefined || true) {
+      p.sys(S.chroot, [str(rootfs)], { what: `chroot to the rootfs ${rootfs} (no mount namespace)` });
+      p.sys(S.chdir, [str('/')], { what: 'chdir /' });
+    }
+  }
+
+  // 5. sysctls, written through the container's /proc.
+  for (const [key, value] of Object.entries(linux.sysctl ?? {})) {
+    const path = '/proc/sys/' + key.replaceAll('.', '/');
+    const fd = p.cell();
+    const v = Buffer.from(value);
+    p.sys(S.openat, [AT_FDCWD, str(path), O.WRONLY | O.CLOEXEC, 0], { what: `open sysctl ${key}`, store: fd });
+    p.sys(S.write, [{ load: fd }, p.bytes(v), v.length], { what: `write sysctl ${key}=${value}` });
+    p.sys(S.close, [{ load: fd }], { what: 'close' });
+  }
+
+  // 6. Console: a new pty whose master goes to the console socket; its slave becomes stdio.
+  if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize);
+
+  // 7. rlimits.
+  for (const r of proc.rlimits ?? []) {
+    const res = RLIMITS[r.type];
+    if (res === undefined) throw new KeelError(`config.json: /process/rlimits: unknown rlimit type ${JSON.stringify(r.type)}`);
+    const lim = p.alloc(16);
+    p.setU64(lim, BigInt(r.soft)); p.setU64(lim + 8n, BigInt(r.hard));
+    p.sys(S.prlimit64, [0, res, lim, 0], { what: `set ${r.type} to ${r.soft}:${r.hard}` });
+  }
+
+  // 8. Capabilities, user and groups.
+  const caps = proc.capabilities ?? {};
+  const last = lastCap();
+  const mask = (field: keyof typeof caps) => capabilityMask(caps[field] ?? [], `process.capabilities.${field}`, { lastCap: last });
+  const bounding = mask('bounding'), effective = mask('effective'), permitted = mask('permitted');
+  const inheritable = mask('inheritable'), ambient = mask('ambient');
+  for (let cap = 0; cap <= last; cap++) {
+    if (!(bounding & (1n << BigInt(cap)))) p.sys(S.prctl, [PR.CAPBSET_DROP, cap, 0, 0, 0], { what: `drop capability ${cap} from the bounding set`, tolerate: EINVAL });
+  }
+  const user = proc.user ?? {};
+  const uid = user.uid ?? 0, gid = user.gid ?? 0;
+  p.sys(S.prctl, [PR.SET_KEEPCAPS, 1, 0, 0, 0], { what: 'prctl(PR_SET_KEEPCAPS)' });
+  const groups = user.additionalGids ?? [];
+  const setgroupsAllowed = !userns || readSetgroupsPolicy();
+  if (setgroupsAllowed) {
+    const g = p.alloc(Math.max(4, groups.length * 4));
+    groups.forEach((x, i) => p.setU32(g + BigInt(i * 4), x));
+    p.sys(S.setgroups, [groups.length, g], { what: `setgroups(${groups.join(',')})` });
+  }
+  p.sys(S.setresgid, [gid, gid, gid], { what: `setresgid(${gid})` });
+  p.sys(S.setresuid, [uid, uid, uid], { what: `setresuid(${uid})` });
+  p.sys(S.prctl, [PR.SET_KEEPCAPS, 0, 0, 0, 0], { what: 'prctl(PR_SET_KEEPCAPS, 0)' });
+  const hdr = p.alloc(8);
+  p.setU32(hdr, 0x20080522); // _LINUX_CAPABILITY_VERSION_3
+  const data = p.alloc(24);
+  const lo = (m: bigint) => Number(m & 0xffffffffn), hi = (m: bigint) => Number(m >> 32n);
+  p.setU32(data, lo(effective)); p.setU32(data + 4n, lo(permitted)); p.setU32(data + 8n, lo(inheritable));
+  p.setU32(data + 12n, hi(effective)); p.setU32(data + 16n, hi(permitted)); p.setU32(data + 20n, hi(inheritable));
+  p.sys(S.capset, [hdr, data], { what: 'capset' });
+  for (let cap = 0; cap <= 63; cap++) {
+    if (ambient & (1n << BigInt(cap))) p.sys(S.prctl, [PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0], { what: `raise ambient capability ${cap}` });
+  }
+  p.sys(S.umask, [user.umask ?? 0o022], { what: 'umask' });
+  p.sys(S.chdir, [str(proc.cwd)], { what: `chdir to cwd ${proc.cwd}` });
+
+  // 9. Find the executable (as the container user, in the container's PATH), like runc before start.
+  const exePath = p.cell();
+  compileLookPath(p, proc.args[0]!, proc.env ?? [], exePath);
+
+  // 10. Ready: tell the runtime, then wait for `start`.
+  syncPoint(p, { ...opts, goFd: opts.startFd }, MARK_READY, 'start');
+  if (proc.noNewPrivileges) p.sys(S.prctl, [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], { what: 'prctl(PR_SET_NO_NEW_PRIVS)' });
+
+  // 11. Signals back to defaults, nothing blocked, then exec.
+  const sigset = p.alloc(8);
+  p.sys(S.rt_sigprocmask, [2 /* SIG_SETMASK */, sigset, 0, 8], { what: 'unblock signals' });
+  const dfl = p.alloc(32);
+  for (let sig = 1; sig <= 64; sig++) {
+    if (sig === 9 || sig === 19) continue;
+    p.sys(S.rt_sigaction, [sig, dfl, 0, 8], { what: `reset signal ${sig}`, tolerate: 'any' });
+  }
+  p.sys(S.execve, [{ load: exePath }, p.cstrArray(proc.args), p.cstrArray(proc.env ?? [])], { what: `exec ${proc.args[0]}` });
+  return { program: p, cloneFlags, parentJoins, userns };
+}
+
+/** Reports `mark` to the runtime and waits for its go-ahead byte. */
+function syncPoint(p: Program, opts: InitOptions, mark: bigint, name: string): void {
+  const rec = p.alloc(16);
+  p.setU64(rec, mark);
+  p.sys(S.write, [opts.errFd, rec, 16], { what: `report ${name}` });
+  p.sys(S.read, [opts.goFd, p.cell(), 1], { what: `wait for ${name}`, onOk: `go-${name}`, notOnZero: true });
+  p.fail(EINVAL, `wait for ${name}: the runtime went away`);
+  p.label(`go-${name}`);
+}
+
+function readSetgroupsPolicy(): boolean {
+  return true;
+}
+
+function compileLookPath(p: Program, arg0: string, env: string[], cell: bigint): void {
+  const X_OK = 1;
+  const candidates: string[] = [];
+  if (arg0.includes('/')) candidates.push(arg0);
+  else {
+    const pathVar = env.filter((e) => e.startsWith('PATH=')).pop()?.slice(5) ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+    for (const dir of pathVar.split(':')) candidates.push(posix.join(dir || '.', arg0));
+  }
+  candidates.forEach((c, i) => {
+    const addr = p.cstr(c);
+    p.sys(S.faccessat, [AT_FDCWD, addr, X_OK, 0], { what: `look up ${c}`, tolerate: 'any', onError: `look-${i + 1}`, onOk: `found-${i}` });
+    p.label(`look-${i + 1}`);
+    if (i === candidates.length - 1) {
+      p.fail(ENOENT, arg0.includes('/') ? `exec: ${JSON.stringify(arg0)}: no such file or not executable` : `exec: ${JSON.stringify(arg0)}: executable file not found in $PATH`);
+    }
+  });
+  candidates.forEach((c, i) => {
+    p.label(`found-${i}`);
+    p.store(cell, p.cstr(c), { what: 'choose executable', onOk: 'looked-up' });
+  });
+  p.label('looked-up');
+}
+
+function mkdirAll(p: Program, root: string, dir: string, mode = 0o755): void {
+  for (const prefix of pathPrefixes(root, dir)) {
+    p.sys(S.mkdir, [p.cstr(prefix), mode], { what: `mkdir ${prefix}`, tolerate: EEXIST });
+  }
+}
+
+function compileMount(p: Program, m: Mount, index: number, rootfs: string, all: Mount[]): void {
+  const type = m.type ?? (m.options?.some((o) => o === 'bind' || o === 'rbind') ? 'bind' : undefined);
+  if (type !== undefined && type !== 'none' && !KNOWN_MOUNT_TYPES.has(type)) {
+    throw new KeelError(`config.json: /mounts/${index}/type: unknown mount type ${JSON.stringify(type)}`);
+  }
+  if (!m.destination.startsWith('/')) throw new KeelError(`config.json: /mounts/${index}/destination: must be an absolute path: ${JSON.stringify(m.destination)}`);
+  const o = parseMountOptions(m.options, type);
+  const dest = secureJoin(rootfs, m.destination);
+  const str = (s: string) => p.cstr(s);
+  let source = m.source ?? type ?? 'none';
+  let isFile = false;
+  if (o.bind) {
+    if (!m.source) throw new KeelError(`config.json: /mounts/${index}/source: a bind mount needs a source`);
+    if (!existsSync(m.source)) throw new KeelError(`config.json: /mounts/${index}/source: ${m.source} does not exist`);
+    source = m.source;
+    isFile = !statSync(m.source).isDirectory();
+  }
+  if (isFile) {
+    mkdirAll(p, rootfs, posix.dirname(dest));
+    const fd = p.cell();
+    p.sys(S.openat, [AT_FDCWD, str(dest), O.WRONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o644], { what: `create mount point ${m.destination}`, store: fd, tolerate: 'any', onError: `mp-${index}` });
+    p.sys(S.close, [{ load: fd }], { what: 'close' });
+    p.label(`mp-${index}`);
+  } else {
+    mkdirAll(p, rootfs, dest);
+  }
+  const what = `mount ${source} on ${m.destination}${type ? ` (type ${type})` : ''}`;
+  if (o.bind) {
+    p.sys(S.mount, [str(source), str(dest), 0, MS.BIND | (o.recursive ? MS.REC : 0), 0], { what });
+    const extra = o.flags & ~(MS.REC);
+    if (extra) p.sys(S.mount, [0, str(dest), 0, MS.BIND | MS.REMOUNT | extra | (o.recursive ? MS.REC : 0), 0], { what: `remount ${m.destination} with ${m.options?.join(',')}` });
+  } else if (type === 'cgroup' && !isCgroup2Host()) {
+    // cgroup v1 or hybrid host: a tmpfs holding one mount per hierarchy, as runc makes it.
+    p.sys(S.mount, [str('tmpfs'), str(dest), str('tmpfs'), o.flags & ~MS.RDONLY, str('mode=755')], { what: `mount tmpfs for cgroups on ${m.destination}` });
+    for (const h of v1Hierarchies()) {
+      const sub = posix.join(dest, h.name);
+      p.sys(S.mkdir, [str(sub), 0o755], { what: `mkdir ${sub}`, tolerate: EEXIST });
+      p.sys(S.mount, [str('cgroup'), str(sub), str('cgroup'), o.flags, str(h.options)], { what: `mount cgroup ${h.options} on ${posix.join(m.destination, h.name)}` });
+    }
+    if (existsSync('/sys/fs/cgroup/unified')) {
+      const sub = posix.join(dest, 'unified');
+      p.sys(S.mkdir, [str(sub), 0o755], { what: `mkdir ${sub}`, tolerate: EEXIST });
+      p.sys(S.mount, [str('cgroup2'), str(sub), str('cgroup2'), o.flags, 0], { what: `mount cgroup2 on ${posix.join(m.destination, 'unified')}` });
+    }
+    if (o.flags & MS.RDONLY) p.sys(S.mount, [0, str(dest), 0, MS.REMOUNT | o.flags, str('mode=755')], { what: `remount ${m.destination} read-only` });
+  } else {
+    const fstype = type === 'cgroup' ? 'cgroup2' : type;
+    const data = o.data.length ? str(o.data.join(',')) : 0;
+    p.sys(S.mount, [str(source), str(dest), fstype ? str(fstype) : 0, o.flags, data], { what });
+  }
+  for (const prop of o.propagation) p.sys(S.mount, [0, str(dest), 0, prop, 0], { what: `set propagation of ${m.destination}` });
+  void all;
+}
+
+function compileDevices(p: Program, config: Spec, rootfs: string, userns: boolean, devMounted: boolean): void {
+  const str = (s: string) => p.cstr(s);
+  const devices = [...DEFAULT_DEVICES.map((d) => ({ ...d, type: 'c', fileMode: 0o666, uid: 0, gid: 0 }))];
+  for (const d of config.linux?.devices ?? []) {
+    const i = devices.findIndex((x) => x.path === d.path);
+    const dev = { path: d.path, type: d.type, major: d.major ?? 0, minor: d.minor ?? 0, fileMode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0 };
+    if (i >= 0) devices[i] = dev; else devices.push(dev);
+  }
+  for (const d of devices) {
+    const dest = secureJoin(rootfs, d.path);
+    mkdirAll(p, rootfs, posix.dirname(dest));
+    if (userns) {
+      // Device nodes cannot be made in a user namespace: bind the host's node instead.
+      const fd = p.cell();
+      p.sys(S.openat, [AT_FDCWD, str(dest), O.WRONLY | O.CREAT | O.CLOEXEC, 0o644], { what: `create ${d.path}`, store: fd, tolerate: 'any', onError: `dev-${d.path}` });
+      p.sys(S.close, [{ load: fd }], { what: 'close' });
+      p.label(`dev-${d.path}`);
+      p.sys(S.mount, [str(d.path), str(dest), 0, MS.BIND, 0], { what: `bind device ${d.path}` });
+      continue;
+    }
+    const kind = d.type === 'b' ? S_IFBLK : d.type === 'p' ? S_IFIFO : S_IFCHR;
+    if (!['c', 'u', 'b', 'p'].includes(d.type)) throw new KeelError(`config.json: /linux/devices: ${d.path}: unknown device type ${JSON.stringify(d.type)}`);
+    p.sys(S.mknod, [str(dest), kind | (d.fileMode & 0o7777), makedev(d.major, d.minor)], { what: `mknod ${d.path}`, tolerate: EEXIST });
+    p.sys(S.chmod, [str(dest), d.fileMode & 0o7777], { what: `chmod ${d.path}` });
+    p.sys(S.chown, [str(dest), d.uid, d.gid], { what: `chown ${d.path}` });
+  }
+  if (devMounted) {
+    for (const [target, link] of DEFAULT_SYMLINKS) {
+      p.sys(S.symlink, [str(target), str(secureJoin(rootfs, link))], { what: `symlink ${link}`, tolerate: EEXIST });
+    }
+    const ptmx = secureJoin(rootfs, '/dev/ptmx');
+    p.sys(S.symlink, [str('pts/ptmx'), str(ptmx)], { what: 'symlink /dev/ptmx', tolerate: EEXIST });
+  }
+  void parseMode; void ENOTDIR;
+}
+
+function compileConsole(p: Program, socketFd: bigint, size?: { height: number; width: number }): void {
+  const str = (s: string) => p.cstr(s);
+  const master = p.cell(), slave = p.cell();
+  p.sys(S.openat, [AT_FDCWD, str('/dev/ptmx'), O.RDWR | O.NOCTTY | O.CLOEXEC, 0], { what: 'open /dev/ptmx', store: master });
+  const zero = p.alloc(4);
+  p.sys(S.ioctl, [{ load: master }, TIOCSPTLCK, zero], { what: 'unlock the pty' });
+  p.sys(S.ioctl, [{ load: master }, TIOCGPTPEER, O.RDWR | O.NOCTTY], { what: 'open the pty slave', store: slave });
+  if (size) {
+    const ws = p.alloc(8);
+    p.arena.view.setUint16(Number(ws - p.arena.base), size.height, true);
+    p.arena.view.setUint16(Number(ws - p.arena.base) + 2, size.width, true);
+    p.sys(S.ioctl, [{ load: slave }, TIOCSWINSZ, ws], { what: 'set the console size' });
+  }
+  // sendmsg(socket, {iov: "/dev/ptmx", control: SCM_RIGHTS [master]}).
+  const name = Buffer.from('/dev/ptmx');
+  const iov = p.alloc(16);
+  p.setU64(iov, p.bytes(name)); p.setU64(iov + 8n, BigInt(name.length));
+  const cmsg = p.alloc(24);
+  p.setU64(cmsg, 20n); p.setU32(cmsg + 8n, SOL_SOCKET); p.setU32(cmsg + 12n, SCM_RIGHTS);
+  const msg = p.alloc(56);
+  p.setU64(msg + 16n, iov); p.setU64(msg + 24n, 1n); p.setU64(msg + 32n, cmsg); p.setU64(msg + 40n, 24n);
+  // The fd number goes into the control message: copy it there (low 32 bits; the pad is unused).
+  p.sys(1001 /* STORE */, [cmsg + 16n, { load: master }], { what: 'prepare the console message' });
+  p.sys(S.sendmsg, [{ load: socketFd }, msg, 0], { what: 'send the pty master to the console socket' });
+  p.sys(S.close, [{ load: master }], { what: 'close the pty master' });
+  for (const fd of [0, 1, 2]) p.sys(S.dup3, [{ load: slave }, fd, 0], { what: `make the pty slave fd ${fd}` });
+  p.sys(S.ioctl, [0, TIOCSCTTY, 0], { what: 'make the pty the controlling terminal' });
+  p.sys(S.close, [{ load: slave }], { what: 'close the pty slave' });
+  p.sys(S.close, [{ load: socketFd }], { what: 'close the console socket' });
+}
+
+export { CLONE };

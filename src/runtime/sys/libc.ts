@@ -1,0 +1,65 @@
+// koffi bindings to libc used by the runtime core. Loaded on first use, so commands that never
+// touch the kernel this way (state, list, spec, --version) do not pay for koffi.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+type Fn = any;
+
+export interface Libc {
+  koffi: any;
+  mmap: Fn; mprotect: Fn; munmap: Fn;
+  syscall: Fn;
+  pipe2: Fn; close: Fn; read: Fn; write: Fn;
+  mkfifo: Fn; kill: Fn; waitpid: Fn; setns: Fn; unshare: Fn; open: Fn; flock: Fn; fcntl: Fn;
+  errno: () => number;
+  strerror: (errno: number) => string;
+}
+
+let cached: Libc | undefined;
+
+/** The libc bindings; koffi is loaded on the first call. */
+export function libc(): Libc {
+  if (cached) return cached;
+  const koffi = require('koffi');
+  const lib = koffi.load('libc.so.6');
+  const strerror = lib.func('const char *strerror(int errnum)');
+  cached = {
+    koffi,
+    mmap: lib.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, int64_t offset)'),
+    mprotect: lib.func('int mprotect(void *addr, size_t len, int prot)'),
+    munmap: lib.func('int munmap(void *addr, size_t length)'),
+    syscall: lib.func('long syscall(long number, ...)'),
+    pipe2: lib.func('int pipe2(_Out_ int *pipefd, int flags)'),
+    close: lib.func('int close(int fd)'),
+    read: lib.func('long read(int fd, _Out_ uint8_t *buf, size_t count)'),
+    write: lib.func('long write(int fd, const uint8_t *buf, size_t count)'),
+    mkfifo: lib.func('int mkfifo(const char *path, uint32_t mode)'),
+    kill: lib.func('int kill(int pid, int sig)'),
+    waitpid: lib.func('int waitpid(int pid, _Out_ int *status, int options)'),
+    setns: lib.func('int setns(int fd, int nstype)'),
+    unshare: lib.func('int unshare(int flags)'),
+    open: lib.func('int open(const char *path, int flags, uint32_t mode)'),
+    flock: lib.func('int flock(int fd, int operation)'),
+    fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
+    errno: () => koffi.errno(),
+    strerror: (e: number) => strerror(e) as string,
+  };
+  return cached;
+}
+
+/** Error names for errno values (Linux, x86-64 and generic), for one-line messages. */
+export const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM', 2: 'ENOENT', 3: 'ESRCH', 4: 'EINTR', 5: 'EIO', 6: 'ENXIO', 7: 'E2BIG', 8: 'ENOEXEC', 9: 'EBADF',
+  10: 'ECHILD', 11: 'EAGAIN', 12: 'ENOMEM', 13: 'EACCES', 14: 'EFAULT', 15: 'ENOTBLK', 16: 'EBUSY', 17: 'EEXIST',
+  18: 'EXDEV', 19: 'ENODEV', 20: 'ENOTDIR', 21: 'EISDIR', 22: 'EINVAL', 23: 'ENFILE', 24: 'EMFILE', 25: 'ENOTTY',
+  26: 'ETXTBSY', 27: 'EFBIG', 28: 'ENOSPC', 29: 'ESPIPE', 30: 'EROFS', 31: 'EMLINK', 32: 'EPIPE', 36: 'ENAMETOOLONG',
+  38: 'ENOSYS', 39: 'ENOTEMPTY', 40: 'ELOOP', 95: 'EOPNOTSUPP', 110: 'ETIMEDOUT', 111: 'ECONNREFUSED',
+};
+
+/** "EPERM: Operation not permitted" for an errno value. */
+export function describeErrno(errno: number): string {
+  let text = `errno ${errno}`;
+  try { text = libc().strerror(errno); } catch { /* koffi unavailable */ }
+  return ERRNO_NAMES[errno] ? `${ERRNO_NAMES[errno]}: ${text}` : text;
+}
