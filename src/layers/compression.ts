@@ -1,0 +1,132 @@
+// Layer compression: gzip (node:zlib, runs on libuv's thread pool) and zstd (zstd-napi with a
+// worker thread, so compression overlaps reading and hashing), media types, and detection by magic.
+import { createGzip, createGunzip, constants as zlibConstants } from 'node:zlib';
+import { Readable, type Transform } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { KeelError } from '../util/errors.js';
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+export const MediaType = {
+  layer: 'application/vnd.oci.image.layer.v1.tar',
+  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  layerZstd: 'application/vnd.oci.image.layer.v1.tar+zstd',
+  layerNondist: 'application/vnd.oci.image.layer.nondistributable.v1.tar',
+  layerNondistGzip: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+  layerNondistZstd: 'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+  config: 'application/vnd.oci.image.config.v1+json',
+  manifest: 'application/vnd.oci.image.manifest.v1+json',
+  index: 'application/vnd.oci.image.index.v1+json',
+  layout: 'application/vnd.oci.image.layout.v1+json',
+  dockerLayer: 'application/vnd.docker.image.rootfs.diff.tar',
+  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+  dockerLayerForeignGzip: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+  dockerConfig: 'application/vnd.docker.container.image.v1+json',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerManifestList: 'application/vnd.docker.distribution.manifest.list.v2+json',
+} as const;
+
+/** The OCI layer media type for a compression. */
+export function layerMediaType(c: Compression): string {
+  return c === 'gzip' ? MediaType.layerGzip : c === 'zstd' ? MediaType.layerZstd : MediaType.layer;
+}
+
+const LAYER_TYPES = new Map<string, Compression>([
+  [MediaType.layer, 'none'], [MediaType.layerGzip, 'gzip'], [MediaType.layerZstd, 'zstd'],
+  [MediaType.layerNondist, 'none'], [MediaType.layerNondistGzip, 'gzip'], [MediaType.layerNondistZstd, 'zstd'],
+  [MediaType.dockerLayer, 'none'], [MediaType.dockerLayerGzip, 'gzip'], [MediaType.dockerLayerForeignGzip, 'gzip'],
+]);
+
+/** The compression a layer media type declares, or undefined when it is not a layer type keel knows. */
+export function compressionOfMediaType(mediaType: string): Compression | undefined {
+  return LAYER_TYPES.get(mediaType);
+}
+
+export const DEFAULT_LEVEL: Record<Exclude<Compression, 'none'>, number> = { gzip: 6, zstd: 3 };
+
+/** The compression of a stream from its first bytes. */
+export function detectCompression(head: Uint8Array): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  return 'none';
+}
+
+type ZstdModule = typeof import('zstd-napi');
+let zstdModule: Promise<ZstdModule> | undefined;
+function loadZstd(): Promise<ZstdModule> {
+  zstdModule ??= import('zstd-napi').then((m) => ((m as unknown as { default?: ZstdModule }).default ?? m) as ZstdModule);
+  return zstdModule;
+}
+
+/**
+ * A compressing transform. gzip output is the same for the same input and level (no name, mtime 0);
+ * zstd runs with one worker thread, whose output does not depend on the machine's core count.
+ */
+export async function createCompressor(c: Exclude<Compression, 'none'>, level?: number): Promise<Transform> {
+  if (c === 'gzip') {
+    const lvl = level ?? DEFAULT_LEVEL.gzip;
+    if (!Number.isInteger(lvl) || lvl < 0 || lvl > 9) throw new KeelError(`gzip level must be 0..9, not ${lvl}`);
+    return createGzip({ level: lvl, chunkSize: 256 << 10, memLevel: 9 });
+  }
+  const lvl = level ?? DEFAULT_LEVEL.zstd;
+  if (!Number.isInteger(lvl) || lvl < 1 || lvl > 19) throw new KeelError(`zstd level must be 1..19, not ${lvl}`);
+  const zstd = await loadZstd();
+  return new zstd.CompressStream({ compressionLevel: lvl, nbWorkers: 1, checksumFlag: true });
+}
+
+export async function createDecompressor(c: Exclude<Compression, 'none'>): Promise<Transform> {
+  if (c === 'gzip') return createGunzip({ chunkSize: 256 << 10, finishFlush: zlibConstants.Z_SYNC_FLUSH });
+  const zstd = await loadZstd();
+  return new zstd.DecompressStream();
+}
+
+/**
+ * Decompresses a stream whose compression is found from its magic bytes (media types lie
+ * sometimes; the bytes do not). `expect` names what the caller believed, for the error message.
+ */
+export async function* decompress(source: AsyncIterable<Uint8Array>, what = 'layer'): AsyncGenerator<Buffer> {
+  const it = source[Symbol.asyncIterator]();
+  let first = await it.next();
+  while (!first.done && first.value.length < 4) {
+    // Gather at least 4 bytes to see the magic.
+    const next = await it.next();
+    if (next.done) break;
+    first = { done: false, value: Buffer.concat([first.value, next.value]) };
+  }
+  if (first.done) return;
+  const head = Buffer.isBuffer(first.value) ? first.value : Buffer.from(first.value);
+  const c = detectCompression(head);
+  if (c === 'none') {
+    yield head;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    }
+  }
+  const dec = await createDecompressor(c);
+  let sourceError: unknown;
+  async function* input(): AsyncGenerator<Uint8Array> {
+    yield head;
+    try {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield r.value;
+      }
+    } catch (err) {
+      sourceError = err;
+      throw err;
+    }
+  }
+  let failure: Error | undefined;
+  pipeline(Readable.from(input(), { objectMode: false }), dec, (err) => { if (err) failure = err; });
+  try {
+    for await (const chunk of dec) yield chunk as Buffer;
+  } catch (err) {
+    if (sourceError !== undefined) throw sourceError;
+    throw new KeelError(`${what}: ${c} data is corrupt: ${(failure ?? (err as Error)).message}`, { cause: err });
+  }
+  if (sourceError !== undefined) throw sourceError;
+  if (failure) throw new KeelError(`${what}: ${c} data is corrupt: ${failure.message}`, { cause: failure });
+}
