@@ -1,4 +1,7 @@
 // The list of keel-build's commands. Each command lives in its own file of this folder.
 import type { CommandClass, BaseContext } from 'clipanion';
+import { UnpackCommand } from './unpack.js';
+import { ImagesCommand } from './images.js';
+import { InspectCommand } from './inspect.js';
 
-export const buildCommands: CommandClass<BaseContext>[] = [];
+export const buildCommands: CommandClass<BaseContext>[] = [UnpackCommand, ImagesCommand, InspectCommand];
