@@ -67,7 +67,10 @@ const clis = [
 
 const dist = join(root, 'dist');
 mkdirSync(dist, { recursive: true });
-for (const old of ['keel.mjs', 'keel-build.mjs', 'keel-conformance.mjs']) rmSync(join(dist, old), { force: true });
+// A failed build must not leave the previous CLIs behind to be tested in its place.
+for (const name of ['keel', 'keel-build', 'keel-conformance']) {
+  for (const ext of ['', '.js', '.cache', '.mjs']) rmSync(join(dist, name + ext), { force: true });
+}
 // dist/ holds CommonJS (.js and extensionless files), whatever the root package.json's "type" says;
 // dist/lib, ES modules, gets its own package.json below.
 writeFileSync(join(dist, 'package.json'), '{ "type": "commonjs" }\n');
