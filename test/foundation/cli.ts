@@ -1,5 +1,5 @@
 // Shared by the foundation tests: the built CLIs (dist/), built once per test process when needed.
-import { spawnSync, execFileSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 export const root = new URL('../../', import.meta.url).pathname;
@@ -14,14 +14,21 @@ export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-let built = false;
-/** `npm test` builds before running tests; a test file run on its own builds dist/ here, so it never tests stale bundles. */
+let built: true | Error | undefined;
+/**
+ * `npm test` builds before running tests; a test file run on its own builds dist/ here, so it never
+ * tests stale bundles. A failed build fails every test that needs the CLIs, with esbuild's errors.
+ */
 export function ensureBuilt(): void {
-  if (built) return;
-  if (process.env.npm_lifecycle_event !== 'test' || !existsSync(keel)) {
-    execFileSync(process.execPath, ['--import', 'tsx', `${root}scripts/build.ts`], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (built === undefined) {
+    if (process.env.npm_lifecycle_event === 'test' && existsSync(keel)) built = true;
+    else {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', `${root}scripts/build.ts`], { cwd: root, encoding: 'utf8' });
+      const errors = (r.stderr ?? '').split('\n').filter((l) => /ERROR|error/.test(l)).slice(0, 10).join('\n');
+      built = r.status === 0 ? true : new Error(`npm run build failed:\n${errors || r.stderr}`);
+    }
   }
-  built = true;
+  if (built !== true) throw built;
 }
 
 export function run(file: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): SpawnSyncReturns<string> {

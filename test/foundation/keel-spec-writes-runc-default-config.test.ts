@@ -48,7 +48,7 @@ test('defaultSpec rootless maps the given uid and gid to root and swaps the netw
 });
 
 for (const args of [[], ['--rootless']]) {
-  test(`keel spec ${args.join(' ')} writes the same config.json as runc spec ${args.join(' ')}, byte for byte but ociVersion and hostname`, (t) => {
+  test(`keel spec${args.map((a) => ` ${a}`).join('')} writes the same config.json as runc spec${args.map((a) => ` ${a}`).join('')}, byte for byte but ociVersion and hostname`, (t) => {
     if (!which('runc')) { t.skip('runc not installed'); return; }
     const dir = tmp();
     try {
