@@ -535,7 +535,7 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
     const dataSize = pax.size ?? rawSize;
     const size = type === 'file' ? dataSize : 0;
     const header: TarHeader = {
-      path: rawPath,
+      path: rawPath.length > 1 ? rawPath.replace(/\/+$/, '') : rawPath,
       type,
       mode: parseNumeric(block, 100, 8, 'mode', where) & 0o7777,
       uid: pax.uid ?? parseNumeric(block, 108, 8, 'uid', where),
