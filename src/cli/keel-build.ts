@@ -1,11 +1,10 @@
 // keel-build: the image builder's command line. It only parses arguments: every command calls the
 // libraries (src/builder, src/dockerfile, src/layers), loaded when the command runs.
-import { writeSync } from 'node:fs';
-import { VERSION } from './runtime/globals.js';
+import { VERSION, COMMIT, writeStdout } from './runtime/globals.js';
 
 async function main(argv: string[]): Promise<number> {
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v')) {
-    writeSync(1, `keel-build ${VERSION}\n`);
+    writeStdout(`keel-build version ${VERSION}\ncommit: ${COMMIT}\nnode: ${process.version}\n`);
     return 0;
   }
   const [{ Builtins }, { runCli }, { buildCommands }] =

@@ -5,18 +5,8 @@
 // Start-up is the runtime's floor (engines run keel several times per container), so this module
 // statically loads only globals.ts: `--version` is answered without clipanion, and everything else
 // (clipanion, the commands, and through them the libraries) is loaded when it is needed.
-import { writeSync } from 'node:fs';
-import { globals, parseGlobalFlags, writeLog, versionText } from './runtime/globals.js';
+import { globals, parseGlobalFlags, writeLog, versionText, writeStdout } from './runtime/globals.js';
 import { errorMessage } from '../util/errors.js';
-
-/** Writes to stdout without creating process.stdout (a stream, and for a pipe the net module: ~2 ms). */
-function print(text: string): void {
-  try {
-    writeSync(1, text);
-  } catch {
-    process.stdout.write(text); // a non-blocking stdout (EAGAIN): let the stream queue it
-  }
-}
 
 async function main(args: string[]): Promise<number> {
   let argv: string[];
@@ -27,7 +17,7 @@ async function main(args: string[]): Promise<number> {
     return 1;
   }
   if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version')) {
-    print(versionText());
+    writeStdout(versionText());
     return 0;
   }
   const [{ Builtins }, { runCli, reporting }, { runtimeCommands }] =

@@ -1,6 +1,6 @@
 // runc's global flags, parsed before the command name, the --log/--log-format logger, and the
 // version lines. Loaded by keel before anything else: it must import nothing heavy (no clipanion).
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, writeSync } from 'node:fs';
 import { KeelError } from '../../util/errors.js';
 import { RUNTIME_SPEC_VERSION } from '../../spec/version.js';
 
@@ -14,6 +14,17 @@ export const COMMIT = typeof __KEEL_COMMIT__ === 'string' ? __KEEL_COMMIT__ : 'u
 /** What `keel --version` prints: the lines of `runc --version`, plus the Node.js version. */
 export function versionText(): string {
   return `keel version ${VERSION}\ncommit: ${COMMIT}\nspec: ${RUNTIME_SPEC_VERSION}\nnode: ${process.version}\n`;
+}
+
+/** Writes to stdout without creating process.stdout (a stream, and for a pipe the net module: ~2 ms). */
+export function writeStdout(text: string): void {
+  try {
+    writeSync(1, text);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EAGAIN') process.stdout.write(text); // a non-blocking stdout: let the stream queue it
+    else if (code !== 'EPIPE') throw err;
+  }
 }
 
 export interface GlobalFlags {
