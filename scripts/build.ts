@@ -1,5 +1,8 @@
-// Builds the command-line tools: each CLI is bundled into ONE executable CommonJS file under dist/
-// (dist/keel, dist/keel-build, dist/keel-conformance), and the libraries are transpiled to dist/lib.
+// Builds the command-line tools and transpiles the libraries to dist/lib. For each CLI (keel,
+// keel-build, keel-conformance when conformance/cli.ts exists), dist/ gets:
+//   NAME        the executable: a few lines that compile NAME.js with V8's code cache and run it
+//   NAME.js     the whole CLI bundled into one CommonJS file
+//   NAME.cache  V8's code cache of NAME.js, made by running `NAME --help` once
 //
 // Why CommonJS: Node's ESM loader costs ~3.5 ms more at every start than the CommonJS one, and keel
 // is started several times per container. The sources stay ES modules; esbuild turns each lazy
