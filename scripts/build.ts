@@ -109,10 +109,13 @@ const result = await build({
  * (made below), which saves compiling it at every start: 1-3 ms. A cache from another Node or V8
  * version is rejected by V8 and the bundle is compiled as usual; `node dist/NAME.js` works too.
  * The wrapper is the CommonJS one, so the bundle sees `require`, `module` and `__dirname` as if
- * Node had loaded it.
+ * Node had loaded it. The interpreter is the Node.js that ran the build (the one the code cache is
+ * for), by its absolute path: engines exec the runtime with their own PATH, which may not lead to it.
  */
+const interpreter = /^\/[^\s]{1,100}$/.test(process.execPath) ? process.execPath : '/usr/bin/env node';
+
 function launcher(name: string): string {
-  return `#!/usr/bin/env node
+  return `#!${interpreter}
 'use strict';
 const { readFileSync, writeFileSync } = require('node:fs');
 const { Script } = require('node:vm');
