@@ -77,6 +77,8 @@ class Walker {
   readonly epoch: number | undefined;
   private readonly filter: ((name: string) => boolean) | undefined;
   private readonly links = new Map<string, string>();
+  /** Files left out of a diff (unchanged) that have other links: possible hardlink targets. */
+  private readonly unchangedLinks = new Map<string, string>();
 
   constructor(private readonly sys: FsSys | undefined, opts: WalkOptions) {
     this.epoch = opts.sourceDateEpoch ?? sourceDateEpochFromEnv();
@@ -133,7 +135,7 @@ class Walker {
     if (type === 'file') {
       if (st.nlink > 1) {
         const key = `${st.dev}:${st.ino}`;
-        const first = this.links.get(key);
+        const first = this.links.get(key) ?? this.unchangedLinks.get(key);
         if (first !== undefined) {
           header.type = 'hardlink';
           header.linkname = first;
@@ -150,6 +152,22 @@ class Walker {
       header.devminor = devMinor(st.rdev);
     }
     return { header };
+  }
+
+  /**
+   * A file a diff leaves out because it did not change: if it shares its inode with a file this
+   * layer already holds, it becomes a hardlink to it (else applying the layer would split the
+   * pair); otherwise it is remembered as a target for links met later.
+   */
+  unchanged(rel: string, st: fs.Stats): LayerChange | undefined {
+    if (!st.isFile() || st.nlink < 2) return undefined;
+    const key = `${st.dev}:${st.ino}`;
+    const first = this.links.get(key);
+    if (first !== undefined) {
+      return { header: { path: rel, type: 'hardlink', linkname: first, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, size: 0, mtime: this.clamp(Math.floor(st.mtimeMs / 1000)) } };
+    }
+    if (!this.unchangedLinks.has(key)) this.unchangedLinks.set(key, rel);
+    return undefined;
   }
 
   whiteout(rel: string): LayerChange {
@@ -316,6 +334,9 @@ export async function* changesFromDiff(lower: string, upper: string, opts: WalkO
         else yield* w.tree(r, ua);
       } else if (bothDirs) {
         yield* dir(r, la, ua);
+      } else {
+        const link = w.unchanged(r, us);
+        if (link) yield link;
       }
     }
   }
