@@ -369,14 +369,18 @@ function outcomeFor(block: ArchBlock, nr: number, defaultAction: number): Outcom
     // libseccomp: without x32 in the filter, numbers >= 2^30 other than -1 are a bad architecture.
     if (!x32 && nr >= X32_SYSCALL_BIT && nr !== 0xffffffff) return { ret: BAD_ARCH };
     if (!x64 && nr < X32_SYSCALL_BIT) return { ret: BAD_ARCH };
-    const sub = nr >= X32_SYSCALL_BIT ? x32 : x64;
-    if (sub?.byNr.has(nr)) return { body: nr };
-    return { ret: defaultAction };
+    return ruleOutcome(nr >= X32_SYSCALL_BIT ? x32 : x64, nr, defaultAction);
   }
   const sub = block.subs[0]!;
   if (sub.enosysAbove !== undefined && nr > sub.enosysAbove) return enosys;
-  if (sub.byNr.has(nr)) return { body: nr };
-  return { ret: defaultAction };
+  return ruleOutcome(sub, nr, defaultAction);
+}
+
+function ruleOutcome(sub: SubArch | undefined, nr: number, defaultAction: number): Outcome {
+  const rules = sub?.byNr.get(nr);
+  if (!rules) return { ret: defaultAction };
+  const uncond = rules.find((r) => r.conds.length === 0);
+  return uncond ? { ret: uncond.action } : { body: nr };
 }
 
 function sameOutcome(a: Outcome, b: Outcome): boolean {
