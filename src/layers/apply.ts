@@ -364,8 +364,9 @@ export async function applyLayer(target: string, source: AsyncIterable<Uint8Arra
   let st: fs.Stats;
   try {
     st = fs.lstatSync(target);
-  } catch {
-    throw new KeelError(`apply layer: target ${target} does not exist`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new KeelError(`apply layer: target ${target} ${code === 'ENOENT' ? 'does not exist' : `is not accessible (${code})`}`);
   }
   if (!st.isDirectory()) throw new KeelError(`apply layer: target ${target} is not a directory`);
   const { loadFsSys } = await import('../runtime/sys/fs.js');
