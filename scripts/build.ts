@@ -1,8 +1,9 @@
-// Builds the command-line tools and transpiles the libraries to dist/lib. For each CLI (keel,
-// keel-build, keel-conformance when conformance/cli.ts exists), dist/ gets:
+// Builds the command-line tools and transpiles the libraries to dist/lib. For keel and keel-build,
+// dist/ gets:
 //   NAME        the executable: a few lines that compile NAME.js with V8's code cache and run it
 //   NAME.js     the whole CLI bundled into one CommonJS file
 //   NAME.cache  V8's code cache of NAME.js, made by running `NAME --help` once
+// and for keel-conformance (when conformance/cli.ts exists) NAME and NAME.mjs, an ES module bundle.
 //
 // Why CommonJS: Node's ESM loader costs ~3.5 ms more at every start than the CommonJS one, and keel
 // is started several times per container. The sources stay ES modules; esbuild turns each lazy
@@ -10,10 +11,10 @@
 // the code it uses. Consequences for code reachable from a CLI: no top-level await (esbuild refuses
 // it in CommonJS output), and `import.meta.url`/`dirname`/`filename` describe the bundle file.
 // koffi and zstd-napi are native addons: never bundled, loaded from node_modules when first used.
-import { build, type Plugin } from 'esbuild';
+import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { readdirSync, statSync, chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { join, relative, basename } from 'node:path';
+import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 
@@ -62,58 +63,84 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 let commit = 'unknown';
 try { commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch { /* not a git checkout */ }
 
-const clis = [
-  { in: 'src/cli/keel.ts', out: 'keel' },
-  { in: 'src/cli/keel-build.ts', out: 'keel-build' },
-  { in: 'conformance/cli.ts', out: 'keel-conformance' },
-].filter((c) => isFile(join(root, c.in)));
+/**
+ * The CLIs. keel and keel-build are CommonJS (fast start, see above). keel-conformance, a test
+ * suite whose start-up does not matter, is an ES module (dist/keel-conformance.mjs started by
+ * dist/keel-conformance), so its code may use top-level await.
+ */
+const clis: { in: string; out: string; format: 'cjs' | 'esm' }[] = [
+  { in: 'src/cli/keel.ts', out: 'keel', format: 'cjs' },
+  { in: 'src/cli/keel-build.ts', out: 'keel-build', format: 'cjs' },
+  { in: 'conformance/cli.ts', out: 'keel-conformance', format: 'esm' },
+];
 
 const dist = join(root, 'dist');
 mkdirSync(dist, { recursive: true });
 // A failed build must not leave the previous CLIs behind to be tested in its place.
-for (const name of ['keel', 'keel-build', 'keel-conformance']) {
-  for (const ext of ['', '.js', '.cache', '.mjs']) rmSync(join(dist, name + ext), { force: true });
+for (const c of clis) {
+  for (const ext of ['', '.js', '.cache', '.mjs']) rmSync(join(dist, c.out + ext), { force: true });
 }
 // dist/ holds CommonJS (.js and extensionless files), whatever the root package.json's "type" says;
 // dist/lib, ES modules, gets its own package.json below.
 writeFileSync(join(dist, 'package.json'), '{ "type": "commonjs" }\n');
 
-const result = await build({
+const common: BuildOptions = {
   absWorkingDir: root,
-  entryPoints: clis.map((c) => ({ in: c.in, out: c.out })),
-  outdir: 'dist',
-  write: false,
   bundle: true,
   platform: 'node',
-  format: 'cjs',
   target: 'node20',
-  // `import('koffi')` becomes a require() in a promise: the bundle runs as a vm.Script (below), where
-  // a real dynamic import would need a loader callback.
-  supported: { 'dynamic-import': false },
   external: ['koffi', 'zstd-napi'],
   plugins: [leanClipanion],
-  // `import.meta` is an ES module feature: give bundled code the same facts about the bundle file.
-  define: { __KEEL_VERSION__: JSON.stringify(pkg.version), __KEEL_COMMIT__: JSON.stringify(commit), 'import.meta': '__keelImportMeta' },
-  banner: {
-    js: 'var __keelImportMeta = { get url() { return require("node:url").pathToFileURL(__filename).href; }, filename: __filename, dirname: __dirname, ' +
-      'resolve(s) { return require("node:url").pathToFileURL(require.resolve(s)).href; } };',
-  },
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
   logLevel: 'warning',
-});
+};
+const defines = { __KEEL_VERSION__: JSON.stringify(pkg.version), __KEEL_COMMIT__: JSON.stringify(commit) };
+
+/** dist/NAME.js: one CommonJS file; `import.meta` (an ES module feature) describes the bundle file. */
+async function bundleCommonJs(entry: string, name: string): Promise<void> {
+  await build({
+    ...common,
+    entryPoints: [entry],
+    outfile: join(dist, `${name}.js`),
+    format: 'cjs',
+    // `import('koffi')` becomes a require() in a promise: the bundle runs as a vm.Script (below),
+    // where a real dynamic import would need a loader callback.
+    supported: { 'dynamic-import': false },
+    define: { ...defines, 'import.meta': '__keelImportMeta' },
+    banner: {
+      js: 'var __keelImportMeta = { get url() { return require("node:url").pathToFileURL(__filename).href; }, filename: __filename, dirname: __dirname, ' +
+        'resolve(s) { return require("node:url").pathToFileURL(require.resolve(s)).href; } };',
+    },
+  });
+}
+
+/** dist/NAME.mjs: one ES module, with a `require` for the native addons. */
+async function bundleEsm(entry: string, name: string): Promise<void> {
+  await build({
+    ...common,
+    entryPoints: [entry],
+    outfile: join(dist, `${name}.mjs`),
+    format: 'esm',
+    define: defines,
+    banner: { js: "import { createRequire as __keelCreateRequire } from 'node:module'; const require = __keelCreateRequire(import.meta.url);" },
+  });
+}
 
 /**
- * The executable dist/NAME: it compiles the bundle dist/NAME.js with V8's code cache dist/NAME.cache
- * (made below), which saves compiling it at every start: 1-3 ms. A cache from another Node or V8
- * version is rejected by V8 and the bundle is compiled as usual; `node dist/NAME.js` works too.
- * The wrapper is the CommonJS one, so the bundle sees `require`, `module` and `__dirname` as if
- * Node had loaded it. The interpreter is the Node.js that ran the build (the one the code cache is
- * for), by its absolute path: engines exec the runtime with their own PATH, which may not lead to it.
+ * The interpreter of the executables: the Node.js that ran the build (the one the code cache is
+ * for), by its absolute path, since engines exec the runtime with their own PATH.
  */
 const interpreter = /^\/[^\s]{1,100}$/.test(process.execPath) ? process.execPath : '/usr/bin/env node';
 
+/**
+ * The executable dist/NAME of a CommonJS CLI: it compiles the bundle dist/NAME.js with V8's code
+ * cache dist/NAME.cache (see warmUp), which saves compiling it at every start: 1-3 ms. A cache from
+ * another Node or V8 version is rejected by V8 and the bundle is compiled as usual; `node
+ * dist/NAME.js` works too. The wrapper is the CommonJS one, so the bundle sees `require`, `module`
+ * and `__dirname` as if Node had loaded it.
+ */
 function launcher(name: string): string {
   return `#!${interpreter}
 'use strict';
@@ -128,6 +155,14 @@ script.runInThisContext()(module.exports, require, module, file, __dirname);
 `;
 }
 
+/** The executable dist/NAME of an ES module CLI. */
+function esmLauncher(name: string): string {
+  return `#!${interpreter}
+'use strict';
+import(require('node:url').pathToFileURL(__dirname + '/${name}.mjs').href);
+`;
+}
+
 /**
  * Runs the CLI once (\`--help\`: it loads clipanion and every command class, and runs most of the
  * code that start-up shares) and has it write V8's code cache of everything compiled by then.
@@ -135,7 +170,6 @@ script.runInThisContext()(module.exports, require, module, file, __dirname);
  */
 function warmUp(name: string): void {
   const cacheFile = join(dist, `${name}.cache`);
-  rmSync(cacheFile, { force: true });
   const env: NodeJS.ProcessEnv = { ...process.env, KEEL_WRITE_CODE_CACHE: cacheFile };
   delete env.NODE_OPTIONS;
   try {
@@ -145,12 +179,21 @@ function warmUp(name: string): void {
   }
 }
 
-for (const file of result.outputFiles) {
-  const name = basename(file.path, '.js');
-  writeFileSync(file.path, file.contents);
-  writeFileSync(join(dist, name), launcher(name));
-  chmodSync(join(dist, name), 0o755);
-  warmUp(name);
+// Each CLI on its own: one that does not build (esbuild has printed why) does not stop the others.
+let failed = 0;
+for (const c of clis) {
+  if (!isFile(join(root, c.in))) continue;
+  try {
+    if (c.format === 'cjs') await bundleCommonJs(c.in, c.out);
+    else await bundleEsm(c.in, c.out);
+  } catch {
+    console.error(`build: dist/${c.out} was not built (errors above)`);
+    failed++;
+    continue;
+  }
+  writeFileSync(join(dist, c.out), c.format === 'cjs' ? launcher(c.out) : esmLauncher(c.out));
+  chmodSync(join(dist, c.out), 0o755);
+  if (c.format === 'cjs') warmUp(c.out);
 }
 
 const libs = tsFiles(join(root, 'src'));
@@ -165,3 +208,5 @@ await build({
   logLevel: 'warning',
 });
 writeFileSync(join(dist, 'lib', 'package.json'), '{ "type": "module" }\n');
+
+if (failed) process.exitCode = 1;
