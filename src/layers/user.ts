@@ -113,8 +113,10 @@ export async function resolveUser(rootfs: string, spec: string | undefined): Pro
   } else {
     gid = entry?.gid ?? 0;
   }
+  // Supplementary groups come from /etc/group only when the group was not given explicitly
+  // (runc's and umoci's rule).
   const additionalGids: number[] = [];
-  if (entry) {
+  if (entry && (groupPart === undefined || groupPart === '')) {
     for (const g of await loadGroups()) {
       if (g.members.includes(entry.name) && g.gid !== gid && !additionalGids.includes(g.gid)) additionalGids.push(g.gid);
     }
