@@ -1,7 +1,7 @@
 /**
  * Applying layers to a directory, safely, whatever the archive says.
  *
- * Every entry name is cleaned (absolute names and `..` are refused) and every directory on the
+ * Every entry name is cleaned (absolute names other than "/" itself, and `..`, are refused) and every directory on the
  * way to it is checked with lstat (a cache remembers directories already checked, and forgets
  * when anything is replaced): a symlink or a non-directory on the way is refused, so nothing is
  * ever written through a symlink, whether planted earlier in the same layer or in a lower one.
@@ -92,7 +92,8 @@ class Applier {
   /** Cleans an archive path into a relative path of components; refuses absolute paths and '..'. */
   clean(raw: string, entry: string, what = 'path'): string {
     if (raw.includes('\0')) this.fail(entry, `${what} contains a NUL byte`);
-    if (raw.startsWith('/')) this.fail(entry, `absolute ${what} refused`);
+    // "/" alone names the root (umoci writes it so); any other absolute name is refused.
+    if (raw.startsWith('/') && !/^[/.]+$/.test(raw)) this.fail(entry, `absolute ${what} refused`);
     const out: string[] = [];
     for (const part of raw.split('/')) {
       if (part === '' || part === '.') continue;

@@ -97,11 +97,16 @@ export async function* decompress(source: AsyncIterable<Uint8Array>, what = 'lay
   const head = Buffer.isBuffer(first.value) ? first.value : Buffer.from(first.value);
   const c = detectCompression(head);
   if (c === 'none') {
-    yield head;
-    for (;;) {
-      const r = await it.next();
-      if (r.done) return;
-      yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    let finished = false;
+    try {
+      yield head;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) { finished = true; return; }
+        yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+      }
+    } finally {
+      if (!finished) await it.return?.();
     }
   }
   const dec = await createDecompressor(c);
@@ -120,12 +125,17 @@ export async function* decompress(source: AsyncIterable<Uint8Array>, what = 'lay
     }
   }
   let failure: Error | undefined;
-  pipeline(Readable.from(input(), { objectMode: false }), dec, (err) => { if (err) failure = err; });
+  const src = Readable.from(input(), { objectMode: false });
+  pipeline(src, dec, (err) => { if (err) failure = err; });
   try {
     for await (const chunk of dec) yield chunk as Buffer;
   } catch (err) {
     if (sourceError !== undefined) throw sourceError;
     throw new KeelError(`${what}: ${c} data is corrupt: ${(failure ?? (err as Error)).message}`, { cause: err });
+  } finally {
+    // Stopped early (the consumer failed or had enough): release the source (an open blob).
+    if (!src.destroyed) src.destroy();
+    await it.return?.();
   }
   if (sourceError !== undefined) throw sourceError;
   if (failure) throw new KeelError(`${what}: ${c} data is corrupt: ${failure.message}`, { cause: failure });

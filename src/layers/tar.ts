@@ -341,6 +341,14 @@ class ByteSource {
     return n - left;
   }
 
+  /** Stops the underlying iterator (closing what it holds open) when reading ends early. */
+  async close(): Promise<void> {
+    if (!this.done) {
+      this.done = true;
+      await this.it.return?.();
+    }
+  }
+
   /** Reads and discards everything left (so the producer's digest covers the whole stream). */
   async drain(): Promise<void> {
     while (await this.fill()) { this.position += this.chunk.length - this.off; this.off = this.chunk.length; }
@@ -489,6 +497,12 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
   let longName: string | undefined;
   let longLink: string | undefined;
   let index = 0;
+  try {
+    yield* entries();
+  } finally {
+    await src.close();
+  }
+  async function* entries(): AsyncGenerator<TarEntry> {
   for (;;) {
     const where = `entry ${index + 1} (offset ${src.position})`;
     const block = await src.read(BLOCK);
@@ -578,5 +592,6 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
   }
   if (pendingPax || longName !== undefined || longLink !== undefined) {
     throw new KeelError('tar: archive ends after an extended header without its entry');
+  }
   }
 }
