@@ -3,5 +3,6 @@ import type { CommandClass, BaseContext } from 'clipanion';
 import { UnpackCommand } from './unpack.js';
 import { ImagesCommand } from './images.js';
 import { InspectCommand } from './inspect.js';
+import { ParseCommand } from './parse.js';
 
-export const buildCommands: CommandClass<BaseContext>[] = [UnpackCommand, ImagesCommand, InspectCommand];
+export const buildCommands: CommandClass<BaseContext>[] = [UnpackCommand, ImagesCommand, InspectCommand, ParseCommand];
