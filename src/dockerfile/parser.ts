@@ -426,7 +426,9 @@ function dispatchLine(value: string, rest: string, esc: string): LineResult {
   }
 }
 
-function newNodeFromLine(line: string, esc: string, comments: string[]): AstNode {
+const MAX_ONBUILD_NESTING = 32;
+
+function newNodeFromLine(line: string, esc: string, comments: string[], depth = 0): AstNode {
   const [keyword, after] = splitBlankOnce(trimSpace(line));
   let rest = '';
   let flags: string[] = [];
@@ -435,7 +437,8 @@ function newNodeFromLine(line: string, esc: string, comments: string[]): AstNode
   const value = keyword.toLowerCase();
   let result: LineResult;
   if (value === 'onbuild') {
-    result = rest === '' ? { args: [], json: false } : { args: [newNodeFromLine(rest, esc, [])], json: false };
+    if (depth >= MAX_ONBUILD_NESTING) throw new ParseFailure('ONBUILD instructions nested too deeply');
+    result = rest === '' ? { args: [], json: false } : { args: [newNodeFromLine(rest, esc, [], depth + 1)], json: false };
   } else if (KNOWN_KEYWORDS.has(value)) {
     result = dispatchLine(value, rest, esc);
   } else {

@@ -228,22 +228,34 @@ export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): Bui
     target = t;
   }
 
-  // Cycles anywhere are errors; reachability and build order from the target.
+  // Cycles anywhere are errors; reachability and build order from the target. Iterative
+  // depth-first search, so a long chain of stages cannot exhaust the stack.
   const state = new Array<number>(stages.length).fill(0); // 0 new, 1 visiting, 2 done
   const order: Stage[] = [];
-  const visit = (s: Stage, collect: boolean): void => {
-    if (state[s.index] === 2) return;
-    state[s.index] = 1;
-    for (const dep of s.dependencies) {
-      if (dep.ref.kind !== 'stage') continue;
-      const next = stages[dep.ref.index];
-      if (state[next.index] === 1) {
-        failAt(dep.instruction, `circular dependency detected on stage: ${next.name ?? String(next.index)}`);
+  const visit = (root: Stage, collect: boolean): void => {
+    if (state[root.index] === 2) return;
+    const stack: { stage: Stage; next: number }[] = [{ stage: root, next: 0 }];
+    state[root.index] = 1;
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1];
+      const deps = top.stage.dependencies;
+      if (top.next < deps.length) {
+        const dep = deps[top.next++];
+        if (dep.ref.kind !== 'stage') continue;
+        const next = stages[dep.ref.index];
+        if (state[next.index] === 1) {
+          failAt(dep.instruction, `circular dependency detected on stage: ${next.name ?? String(next.index)}`);
+        }
+        if (state[next.index] === 0) {
+          state[next.index] = 1;
+          stack.push({ stage: next, next: 0 });
+        }
+        continue;
       }
-      visit(next, collect);
+      state[top.stage.index] = 2;
+      if (collect) order.push(top.stage);
+      stack.pop();
     }
-    state[s.index] = 2;
-    if (collect) order.push(s);
   };
   visit(target, true);
   for (const s of order) s.reachable = true;

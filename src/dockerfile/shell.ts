@@ -511,16 +511,52 @@ function trimSuffix(pattern: string, value: string, greedy: boolean): string {
   return trimPrefixCps(reversePattern(pattern), rev, greedy).reverse().join('');
 }
 
-/** The leftmost match at or after `from`, longest at that position: [start, end] in code points. */
+/**
+ * The leftmost match at or after `from`, longest at that position: [start, end] in code points.
+ * One pass: every automaton state keeps the smallest start that reaches it (for a given state the
+ * future is the same whatever the start, so the smallest start dominates).
+ */
 function findLeftmostLongest(toks: Tok[], cps: string[], from: number): [number, number] | undefined {
-  for (let s = from; s <= cps.length; s++) {
-    let end = -1;
-    matchEnds(toks, cps, s, (e) => {
-      end = e;
-    });
-    if (end >= 0) return [s, end];
+  const m = toks.length;
+  const NONE = -1;
+  let cur = new Int32Array(m + 1).fill(NONE);
+  let nxt = new Int32Array(m + 1).fill(NONE);
+  const set = (st: Int32Array, s: number, start: number) => {
+    if (st[s] === NONE || start < st[s]) st[s] = start;
+  };
+  const close = (st: Int32Array) => {
+    for (let s = 0; s < m; s++) if (st[s] !== NONE && toks[s] === STAR) set(st, s + 1, st[s]);
+  };
+  let best: [number, number] | undefined;
+  for (let j = from; ; j++) {
+    if (!best) {
+      set(cur, 0, j);
+      close(cur);
+    }
+    const st = cur[m];
+    if (st !== NONE && (!best || st < best[0] || (st === best[0] && j > best[1]))) best = [st, j];
+    if (j >= cps.length) break;
+    const c = cps[j];
+    nxt.fill(NONE);
+    let live = false;
+    for (let s = 0; s < m; s++) {
+      const start = cur[s];
+      if (start === NONE || (best && start > best[0])) continue;
+      const t = toks[s];
+      if (t === STAR) {
+        if (c !== '\n') { set(nxt, s, start); live = true; }
+      } else if (t === ANY) {
+        if (c !== '\n') { set(nxt, s + 1, start); live = true; }
+      } else if (t === c) {
+        set(nxt, s + 1, start);
+        live = true;
+      }
+    }
+    close(nxt);
+    [cur, nxt] = [nxt, cur];
+    if (!live && best) break;
   }
-  return undefined;
+  return best;
 }
 
 function replaceFirst(toks: Tok[], value: string, replacement: string): string {
