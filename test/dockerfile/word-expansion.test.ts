@@ -238,7 +238,7 @@ test('pattern and default modifiers agree with bash on generated cases', (t) => 
   const script = cases
     .map(({ word, value }) => (value === undefined ? 'unset v; ' : `v='${value}'; `) + `printf '%s\\n' "${word}"`)
     .join('\n');
-  const out = execFileSync(bash, ['--norc', '--noprofile', '-c', script], { encoding: 'utf8' }).split('\n');
+  const out = execFileSync(bash, ['--norc', '--noprofile', '-s'], { input: script, encoding: 'utf8' }).split('\n');
   cases.forEach(({ word, value }, i) => {
     const got = processWord(word, value === undefined ? {} : { v: value });
     assert.equal(got, out[i], `${word} with v=${JSON.stringify(value)}: keel ${JSON.stringify(got)}, bash ${JSON.stringify(out[i])}`);
