@@ -1,7 +1,9 @@
-// Layer compression: gzip (node:zlib, runs on libuv's thread pool) and zstd (zstd-napi with a
-// worker thread, so compression overlaps reading and hashing), media types, and detection by magic.
-import { createGzip, createGunzip, constants as zlibConstants } from 'node:zlib';
-import { Readable, type Transform } from 'node:stream';
+// Layer compression: gzip (node:zlib on libuv's thread pool, blocks compressed in parallel the way
+// pigz does) and zstd (zstd-napi with worker threads), media types, and detection by magic bytes.
+// Compression runs off the main thread, overlapping the tar writer's reads and hashing.
+import { createGunzip, deflateRaw, crc32, constants as zlibConstants } from 'node:zlib';
+import { availableParallelism } from 'node:os';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { KeelError } from '../util/errors.js';
 
@@ -58,20 +60,105 @@ function loadZstd(): Promise<ZstdModule> {
   return zstdModule;
 }
 
+const GZIP_BLOCK = 1 << 20;
+const GZIP_WINDOW = 32 << 10;
+
+function workers(): number {
+  return Math.max(1, Math.min(availableParallelism(), 8));
+}
+
 /**
- * A compressing transform. gzip output is the same for the same input and level (no name, mtime 0);
- * zstd runs with one worker thread, whose output does not depend on the machine's core count.
+ * gzip in parallel, as pigz does: the input is cut into fixed 1 MiB blocks, each compressed as raw
+ * deflate on the thread pool with the previous block's last 32 KiB as dictionary and ended with a
+ * sync flush (the last one with a final block), then written in order between one gzip header and
+ * a trailer holding the CRC-32 and length of the whole input. The result is one ordinary gzip
+ * member; it depends only on the input and the level, never on the number of threads or on how
+ * the input was chunked.
+ */
+export class ParallelGzip extends Transform {
+  private block: Buffer = Buffer.allocUnsafe(GZIP_BLOCK);
+  private fill = 0;
+  private prevTail: Buffer | undefined;
+  private crc = 0;
+  private total = 0;
+  private readonly inflight: Promise<Buffer>[] = [];
+  private readonly maxInflight = workers() + 1;
+  private headerDone = false;
+
+  constructor(private readonly level: number) {
+    super({ highWaterMark: 4 << 20 });
+  }
+
+  private header(): void {
+    if (this.headerDone) return;
+    this.headerDone = true;
+    const xfl = this.level === 9 ? 2 : this.level === 1 ? 4 : 0;
+    this.push(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3]));
+  }
+
+  private dispatch(data: Buffer, last: boolean): void {
+    const opts: { level: number; memLevel: number; finishFlush: number; dictionary?: Buffer } = {
+      level: this.level, memLevel: 9, finishFlush: last ? zlibConstants.Z_FINISH : zlibConstants.Z_SYNC_FLUSH,
+    };
+    if (this.prevTail) opts.dictionary = this.prevTail;
+    this.crc = crc32(data, this.crc);
+    this.total += data.length;
+    this.prevTail = data.length >= GZIP_WINDOW ? Buffer.from(data.subarray(data.length - GZIP_WINDOW)) : Buffer.concat([this.prevTail ?? Buffer.alloc(0), data]).subarray(-GZIP_WINDOW);
+    this.inflight.push(new Promise<Buffer>((resolve, reject) => deflateRaw(data, opts, (err, out) => (err ? reject(err) : resolve(out)))));
+  }
+
+  /** Pushes finished blocks in order; waits for the oldest while too many are in flight. */
+  private async drainInflight(limit: number): Promise<void> {
+    while (this.inflight.length > limit) this.push(await this.inflight.shift()!);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.header();
+    let pos = 0;
+    const step = async (): Promise<void> => {
+      while (pos < chunk.length) {
+        const n = Math.min(chunk.length - pos, GZIP_BLOCK - this.fill);
+        chunk.copy(this.block, this.fill, pos, pos + n);
+        this.fill += n;
+        pos += n;
+        if (this.fill === GZIP_BLOCK) {
+          this.dispatch(this.block, false);
+          this.block = Buffer.allocUnsafe(GZIP_BLOCK);
+          this.fill = 0;
+          await this.drainInflight(this.maxInflight - 1);
+        }
+      }
+    };
+    step().then(() => cb(), cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.header();
+    this.dispatch(this.block.subarray(0, this.fill), true);
+    this.drainInflight(0).then(() => {
+      const trailer = Buffer.alloc(8);
+      trailer.writeUInt32LE(this.crc >>> 0, 0);
+      trailer.writeUInt32LE(this.total % 0x100000000, 4);
+      this.push(trailer);
+      cb();
+    }, cb);
+  }
+}
+
+/**
+ * A compressing transform. Output depends only on the input and the level: gzip as ParallelGzip
+ * makes it, zstd with worker threads (zstd's output is the same for any number of workers ≥ 1).
  */
 export async function createCompressor(c: Exclude<Compression, 'none'>, level?: number): Promise<Transform> {
   if (c === 'gzip') {
     const lvl = level ?? DEFAULT_LEVEL.gzip;
     if (!Number.isInteger(lvl) || lvl < 0 || lvl > 9) throw new KeelError(`gzip level must be 0..9, not ${lvl}`);
-    return createGzip({ level: lvl, chunkSize: 256 << 10, memLevel: 9 });
+    return new ParallelGzip(lvl);
   }
   const lvl = level ?? DEFAULT_LEVEL.zstd;
   if (!Number.isInteger(lvl) || lvl < 1 || lvl > 19) throw new KeelError(`zstd level must be 1..19, not ${lvl}`);
   const zstd = await loadZstd();
-  return new zstd.CompressStream({ compressionLevel: lvl, nbWorkers: 1, checksumFlag: true });
+  return new zstd.CompressStream({ compressionLevel: lvl, nbWorkers: workers(), checksumFlag: true });
 }
 
 export async function createDecompressor(c: Exclude<Compression, 'none'>): Promise<Transform> {
