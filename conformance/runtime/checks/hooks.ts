@@ -35,19 +35,30 @@ interface HookRun {
 
 const HOOK_ENV = ['KC_HOOK=createRuntime-1', 'KC_SECOND=two words'];
 
-async function allHooks(ctx: SuiteContext): Promise<HookRun> {
-  return ctx.memo('hooks', async () => {
-    const b = ctx.bundle('hooks');
-    const log = '/out/events.log';
-    b.config.process.args = ['/probe', '--out', '/out/report.json', '--event', 'process', '--log', log];
-    b.config.hooks = {
-      prestart: [hostHook(ctx, b, 'prestart')],
-      createRuntime: [hostHook(ctx, b, 'createRuntime-1', [], HOOK_ENV), hostHook(ctx, b, 'createRuntime-2')],
-      createContainer: [hostHook(ctx, b, 'createContainer')],
-      startContainer: [{ path: '/probe', args: ['/probe', '--no-report', '--event', 'startContainer', '--log', log] }],
-      poststart: [hostHook(ctx, b, 'poststart')],
-      poststop: [hostHook(ctx, b, 'poststop')],
-    };
+/** A container with every runtime-namespace hook and createContainer, run through create, start, delete. */
+function allHooks(ctx: SuiteContext): Promise<HookRun> {
+  return hookRun(ctx, 'hooks', (b) => ({
+    prestart: [hostHook(ctx, b, 'prestart')],
+    createRuntime: [hostHook(ctx, b, 'createRuntime-1', [], HOOK_ENV), hostHook(ctx, b, 'createRuntime-2')],
+    createContainer: [hostHook(ctx, b, 'createContainer')],
+    poststart: [hostHook(ctx, b, 'poststart')],
+    poststop: [hostHook(ctx, b, 'poststop')],
+  }));
+}
+
+/** A container with only a startContainer hook: /probe, a path that exists only in the container. */
+function startHooks(ctx: SuiteContext): Promise<HookRun> {
+  return hookRun(ctx, 'starthooks', () => ({
+    startContainer: [{ path: '/probe', args: ['/probe', '--no-report', '--event', 'startContainer', '--log', '/out/events.log'] }],
+  }));
+}
+
+async function hookRun(ctx: SuiteContext, name: string, hooks: (b: Bundle) => NonNullable<Bundle['config']['hooks']>): Promise<HookRun> {
+  return ctx.memo(name, async () => {
+    const b = ctx.bundle(name);
+    // The process stays up until killed, so a poststart hook can see what it is running.
+    b.config.process.args = ['/probe', '--out', '/out/report.json', '--event', 'process', '--log', '/out/events.log', '--signals', '/out/signals'];
+    b.config.hooks = hooks(b);
     b.write();
     const d = ctx.driver;
     const o: HookRun = { bundle: b, create: await d.create(b.id, b.dir), afterCreate: [] };
@@ -62,6 +73,8 @@ async function allHooks(ctx: SuiteContext): Promise<HookRun> {
       o.aborted = `start failed (${why(o.start)})`;
       return o;
     }
+    await waitFor(() => existsSync(join(b.out, 'signals.ready')), 10_000);
+    await d.kill(b.id, 'KILL');
     o.stopped = (await d.waitStatus(b.id, 'stopped', 10_000))?.status === 'stopped';
     o.report = b.report();
     o.delete = await d.delete(b.id);
@@ -72,8 +85,8 @@ async function allHooks(ctx: SuiteContext): Promise<HookRun> {
   });
 }
 
-async function hooksUpTo<K extends keyof HookRun>(ctx: SuiteContext, step: K): Promise<HookRun & Required<Pick<HookRun, K>>> {
-  const o = await allHooks(ctx);
+async function hooksUpTo<K extends keyof HookRun>(ctx: SuiteContext, step: K, scenario = allHooks): Promise<HookRun & Required<Pick<HookRun, K>>> {
+  const o = await scenario(ctx);
   if (o[step] === undefined) fail(o.aborted ?? `hook scenario did not reach ${String(step)}`);
   return o as HookRun & Required<Pick<HookRun, K>>;
 }
@@ -150,15 +163,14 @@ export const hookChecks: RuntimeCheck[] = [
     before(o.afterCreate, 'createRuntime-1', 'createRuntime-2');
   }),
   must(configMd('StartContainer Hooks'), 'config.hooks.startContainer.during-start', 'startContainer hooks MUST be called as part of start, before the user-specified process is executed.', async (ctx) => {
-    const o = await hooksUpTo(ctx, 'afterStart');
+    const o = await hooksUpTo(ctx, 'afterStart', startHooks);
     assert(indexOf(o.afterCreate, 'startContainer') < 0, 'the startContainer hook ran during create');
-    const all = o.afterDelete ?? o.afterStart;
-    before(all, 'startContainer', 'process');
+    before(o.afterDelete ?? o.afterStart, 'startContainer', 'process');
   }),
   must(configMd('StartContainer Hooks'), 'config.hooks.startContainer.container-path', "The startContainer hook's path MUST resolve in the container namespace.", async (ctx) => {
     if (existsSync('/probe')) return skip('the host has a /probe of its own, so the path resolution cannot be told apart');
-    const o = await hooksUpTo(ctx, 'afterStart');
-    assert(indexOf(o.afterStart, 'startContainer') >= 0, 'the startContainer hook with path /probe (present only in the container rootfs) did not run');
+    const o = await hooksUpTo(ctx, 'afterStart', startHooks);
+    assert(indexOf(o.afterDelete ?? o.afterStart, 'startContainer') >= 0, 'the startContainer hook with path /probe (present only in the container rootfs) did not run');
   }),
   must(configMd('Poststart'), 'config.hooks.poststart.before-start-returns', 'poststart hooks MUST be called before the start operation returns (and not during create).', async (ctx) => {
     const o = await hooksUpTo(ctx, 'afterStart');
@@ -180,19 +192,21 @@ export const hookChecks: RuntimeCheck[] = [
     assert(indexOf(o.afterDelete, 'poststop') >= 0, `the poststop hook had not run when delete returned (ran: ${names(o.afterDelete).join(', ')})`);
   }),
   must(hooksRef, 'config.hooks.state-on-stdin', 'The state of the container MUST be passed to hooks over stdin.', async (ctx) => {
-    const o = await hooksUpTo(ctx, 'afterDelete');
     const problems: string[] = [];
-    for (const e of o.afterDelete.filter((x) => x.event !== 'process')) {
-      let state: Record<string, unknown>;
-      try {
-        state = JSON.parse(e.stdin) as Record<string, unknown>;
-      } catch {
-        problems.push(`${e.event}: stdin is not JSON (${JSON.stringify(e.stdin.slice(0, 60))})`);
-        continue;
+    for (const scenario of [allHooks, startHooks]) {
+      const o = await hooksUpTo(ctx, 'afterDelete', scenario);
+      for (const e of o.afterDelete.filter((x) => x.event !== 'process')) {
+        let state: Record<string, unknown>;
+        try {
+          state = JSON.parse(e.stdin) as Record<string, unknown>;
+        } catch {
+          problems.push(`${e.event}: stdin is not JSON (${JSON.stringify(e.stdin.slice(0, 60))})`);
+          continue;
+        }
+        const v = checkRuntimeState(state);
+        if (!v.ok) problems.push(`${e.event}: ${v.errors.map((x) => `${x.path || '/'} ${x.message}`).join(', ')}`);
+        if (state.id !== o.bundle.id) problems.push(`${e.event}: id ${JSON.stringify(state.id)}`);
       }
-      const v = checkRuntimeState(state);
-      if (!v.ok) problems.push(`${e.event}: ${v.errors.map((x) => `${x.path || '/'} ${x.message}`).join(', ')}`);
-      if (state.id !== o.bundle.id) problems.push(`${e.event}: id ${JSON.stringify(state.id)}`);
     }
     assert(problems.length === 0, problems.join('; '));
   }),
@@ -210,16 +224,13 @@ export const hookChecks: RuntimeCheck[] = [
     assert(problems.length === 0, problems.join('; '));
   }),
   must(hooksRef, 'config.hooks.container-namespace', 'createContainer and startContainer hooks MUST be executed in the container namespace.', async (ctx) => {
-    const o = await hooksUpTo(ctx, 'afterDelete');
-    assert(o.report, 'the container process wrote no report');
     const problems: string[] = [];
-    for (const name of ['createContainer', 'startContainer']) {
+    for (const [name, scenario] of [['createContainer', allHooks], ['startContainer', startHooks]] as const) {
+      const o = await hooksUpTo(ctx, 'afterDelete', scenario);
       const e = o.afterDelete.find((x) => x.event === name);
-      if (!e) {
-        problems.push(`${name} did not run`);
-        continue;
-      }
-      for (const ns of CONTAINER_NS) if (e.ns[ns] !== o.report.ns[ns]) problems.push(`${name} ran in ${e.ns[ns]}, not the container's ${o.report.ns[ns]}`);
+      if (!o.report) problems.push(`${name}: the container process wrote no report`);
+      else if (!e) problems.push(`${name} did not run`);
+      else for (const ns of CONTAINER_NS) if (e.ns[ns] !== o.report.ns[ns]) problems.push(`${name} ran in ${e.ns[ns]}, not the container's ${o.report.ns[ns]}`);
     }
     assert(problems.length === 0, problems.join('; '));
   }),
