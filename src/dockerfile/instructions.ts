@@ -219,7 +219,8 @@ type FlagType = 'bool' | 'string' | 'strings';
 type FlagSpec = Readonly<Record<string, FlagType>>;
 type FlagValues = Map<string, string | string[] | boolean>;
 
-class Failure extends Error {}
+/** An instruction error before it gets its location (a KeelError, should it ever escape). */
+class Failure extends KeelError {}
 
 const FLAGS: Readonly<Partial<Record<InstructionKind, FlagSpec>>> = {
   FROM: { platform: 'string' },

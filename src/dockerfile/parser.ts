@@ -4,6 +4,7 @@
 // the s-expression form of BuildKit's dumper, so the two parsers can be compared line by line.
 // Instruction semantics (which flags exist, argument counts...) live in instructions.ts.
 import { DockerfileError } from './errors.js';
+import { KeelError } from '../util/errors.js';
 import { expandWord } from './shell.js';
 import {
   goQuote, goQuoteList, isSpaceCode, splitBlank, splitBlankOnce, trimLeftSpace, trimSpace,
@@ -83,7 +84,8 @@ const RE_HEREDOC = /^([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)$/;
 /** Instructions whose arguments may hold heredocs. */
 const HEREDOC_INSTRUCTIONS = new Set(['add', 'copy', 'run']);
 
-class ParseFailure extends Error {}
+/** A syntax error before it gets its location (a KeelError, should it ever escape). */
+class ParseFailure extends KeelError {}
 
 /** Tracks parser directives, which are only recognised before anything else. */
 class DirectiveState {

@@ -13,6 +13,7 @@
 // Patterns are matched by a small automaton (linear in the value per start position), not by a
 // backtracking regular expression, so hostile patterns cannot make an expansion take forever.
 import { ExpansionError } from './errors.js';
+import { KeelError } from '../util/errors.js';
 import { goQuote, isSpaceCode } from './text.js';
 
 /** Variables for expansion: an object, a Map, `KEY=VALUE` strings (later ones win), or a lookup. */
@@ -87,7 +88,8 @@ export function toLookup(env: EnvInput): (name: string) => string | undefined {
   return (name) => (Object.prototype.hasOwnProperty.call(obj, name) ? obj[name] : undefined);
 }
 
-class LexError extends Error {}
+/** An expansion error before it names its word (a KeelError, should it ever escape). */
+class LexError extends KeelError {}
 
 const EOF_CHAR = '\ufffd'; // how Go prints the scanner's EOF rune in messages
 const MAX_DEPTH = 500;
