@@ -27,4 +27,4 @@ export {
   type EbpfInsn,
   type OciDeviceRule,
 } from './devices.js';
-export { formatEvent, hugePageSizes, MAX_UINT64, type RuncStats } from './stats.js';
+export { exactJson, formatEvent, hugePageSizes, MAX_UINT64, type RuncStats } from './stats.js';

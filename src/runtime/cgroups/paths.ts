@@ -28,7 +28,8 @@ export interface CgroupPaths {
 /** runc's CleanPath: lexically clean, never escaping upwards; keeps a path relative if it was. */
 export function cleanCgroupPath(p: string): string {
   if (p === '') return '';
-  const abs = posix.normalize(posix.join('/', p));
+  let abs = posix.normalize(posix.join('/', p));
+  if (abs.length > 1 && abs.endsWith('/')) abs = abs.slice(0, -1);
   if (p.startsWith('/')) return abs;
   return abs === '/' ? '' : abs.slice(1);
 }

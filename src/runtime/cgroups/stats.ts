@@ -329,13 +329,30 @@ export function readStats(dirs: ControllerDirs): RuncStats {
   return s;
 }
 
-/**
- * A runc event line: {"type":"stats","id":ID,"data":STATS}. Numbers are printed exactly (2^64-1
- * does not survive JSON.stringify of a double).
- */
+/** JSON with integers printed exactly (JSON.stringify rounds 2^63-4096 to 9223372036854772000). */
+export function exactJson(value: unknown): string {
+  if (value === null || value === undefined) return 'null';
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return 'null';
+    if (Number.isInteger(value) && Math.abs(value) > Number.MAX_SAFE_INTEGER) {
+      return value >= MAX_UINT64 ? '18446744073709551615' : BigInt(value).toString();
+    }
+    return JSON.stringify(value);
+  }
+  if (typeof value === 'bigint') return value.toString();
+  if (typeof value === 'string' || typeof value === 'boolean') return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(exactJson).join(',')}]`;
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (v === undefined) continue;
+    parts.push(`${JSON.stringify(k)}:${exactJson(v)}`);
+  }
+  return `{${parts.join(',')}}`;
+}
+
+/** A `runc events` line: {"type":"stats","id":ID,"data":STATS}, numbers exact. */
 export function formatEvent(type: string, id: string, data?: unknown): string {
-  const text = JSON.stringify({ type, id, ...(data === undefined ? {} : { data }) });
-  return text.replace(/18446744073709552000/g, '18446744073709551615');
+  return exactJson({ type, id, ...(data === undefined ? {} : { data }) });
 }
 
 /** Whether a path is a directory (a cgroup). */
