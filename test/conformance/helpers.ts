@@ -2,7 +2,7 @@
 // cannot run here, and reading reports.
 import { after } from 'node:test';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CheckResult, Report } from '../../conformance/report.js';
@@ -12,6 +12,14 @@ export const root = new URL('../..', import.meta.url).pathname;
 /** A temporary directory removed when the test file ends. */
 export function tempDir(name: string): string {
   const dir = mkdtempSync(join(tmpdir(), `kc-test-${name}-`));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A temporary directory whose path is all lower case (buildah derives image names from `oci:` paths). */
+export function lowerCaseTempDir(name: string): string {
+  const dir = join(tmpdir(), `kc-test-${name}-${process.pid}-${Date.now().toString(36)}`);
+  mkdirSync(dir, { recursive: true });
   after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }

@@ -50,7 +50,7 @@ test('keel passes every runtime check that runc passes on this host', async (t) 
       const k = keelResults.get(r.id);
       return `${r.id} [${r.level}] ${k?.status ?? 'missing'}: ${(k?.message ?? '').replace(/\n/g, '; ')}`;
     });
-  assert.equal(regressions.length, 0, `checks runc passes and keel does not:\n${regressions.join("\n")}`);
+  assert.equal(regressions.length, 0, `checks runc passes and keel does not:\n${regressions.join('\n')}`);
   // keel's state directory holds nothing after the suite's cleanup.
   assert.ok(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').every((l) => !l.includes('keel-conformance-')), 'mounts of the suite are left behind');
 });
