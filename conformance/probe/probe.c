@@ -2,7 +2,8 @@
  * keel-conformance probe: a tiny static program that runs inside a container (or as a hook) and
  * reports, as one JSON document, what it sees: ids and groups, umask, cwd, argv, env, hostname,
  * namespaces, capabilities, no_new_privs, seccomp mode, rlimits, oom_score_adj, mounts, cgroups,
- * id maps, open file descriptors, terminal state, personality, plus whatever files, paths, writes,
+ * id maps, open file descriptors, terminal state, personality, scheduling policy, nice and I/O
+ * priority, plus whatever files, paths, writes,
  * opens, mkdirs and mknods the suite asks for.
  *
  * Built by the suite with `gcc -static -O2`; the rootfs of a test bundle holds nothing but this file.
@@ -41,7 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sched.h>
 #include <sys/personality.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -504,6 +507,10 @@ static void build_report(buf_t *b, int argc, char **argv, const char *in, size_t
     json_str(b, u.machine);
   }
   buf_printf(b, ",\"personality\":%d", personality(0xffffffff));
+  /* scheduling: policy (sched_getscheduler), nice (getpriority), I/O priority (ioprio_get of this process) */
+  errno = 0;
+  int nice = getpriority(PRIO_PROCESS, 0);
+  buf_printf(b, ",\"sched\":{\"policy\":%d,\"nice\":%d,\"ioprio\":%ld}", sched_getscheduler(0), errno ? 0 : nice, syscall(SYS_ioprio_get, 1, 0));
   buf_raw(b, ",\"ns\":", 6);
   add_ns(b);
   buf_raw(b, ",\"status\":", 10);

@@ -1,7 +1,8 @@
 // The runtime half of keel-conformance: checks any runc-compatible OCI runtime CLI against the
 // runtime-spec by running the probe in bundles made in a temporary directory, with the runtime's
 // state under its own `--root`. Everything made is removed at the end, even after failures.
-import { accessSync, constants, copyFileSync, chmodSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { accessSync, constants, copyFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KeelError } from '../../src/util/errors.js';
@@ -9,7 +10,7 @@ import { runCheck } from '../check.js';
 import { makeReport, pool, type CheckResult, type Report } from '../report.js';
 import { SuiteContext } from './context.js';
 import { RuntimeDriver, hideUnifiedWrapper } from './driver.js';
-import { hostInfo } from './host.js';
+import { hostInfo, parseMountinfo } from './host.js';
 import { buildProbe } from './probe.js';
 import { RUNTIME_SPEC_VERSION, type RuntimeCheck } from './spec.js';
 import { lifecycleChecks } from './checks/lifecycle.js';
@@ -45,6 +46,23 @@ export interface RuntimeSuiteOptions {
 /** Every runtime check, in report order. */
 export function runtimeChecks(): RuntimeCheck[] {
   return [...lifecycleChecks, ...operationChecks, ...hookChecks, ...processChecks, ...linuxChecks, ...mountChecks];
+}
+
+/**
+ * Removes the temporary directory, but never through a mount point: a runtime that left a mount
+ * under it (on the host) gets it lazily unmounted first; if one stays, the directory is kept.
+ */
+function safeRemove(dir: string): string | null {
+  const under = () =>
+    parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))
+      .map((m) => m.mountpoint)
+      .filter((p) => p === dir || p.startsWith(`${dir}/`))
+      .sort((a, b) => b.length - a.length);
+  for (const p of under()) spawnSync('umount', ['-l', p], { stdio: 'ignore' });
+  const left = under();
+  if (left.length) return `kept ${dir}: still mounted there: ${left.join(', ')}`;
+  rmSync(dir, { recursive: true, force: true });
+  return null;
 }
 
 function resolveRuntime(name: string): string {
@@ -86,7 +104,7 @@ export async function runRuntimeSuite(opts: RuntimeSuiteOptions): Promise<Report
   const checks = runtimeChecks().filter((c) => !opts.filter || opts.filter.test(c.id));
   const onSignal = () => {
     void ctx.cleanup().finally(() => {
-      if (!opts.keepTemp) rmSync(tmp, { recursive: true, force: true });
+      if (!opts.keepTemp) safeRemove(tmp);
       process.exit(130);
     });
   };
@@ -103,7 +121,10 @@ export async function runRuntimeSuite(opts: RuntimeSuiteOptions): Promise<Report
     await ctx.cleanup();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    if (!opts.keepTemp) rmSync(tmp, { recursive: true, force: true });
+    if (!opts.keepTemp) {
+      const kept = safeRemove(tmp);
+      if (kept) process.stderr.write(`keel-conformance: ${kept}\n`);
+    }
   }
   const target = opts.hideUnifiedCgroup ? `${runtime} (cgroup2 /sys/fs/cgroup/unified hidden)` : runtime;
   return makeReport('runtime', target, RUNTIME_SPEC_VERSION, started, results);

@@ -28,6 +28,8 @@ export interface ProbeReport {
   domainname?: string;
   machine?: string;
   personality: number;
+  /** sched_getscheduler(0), getpriority(PRIO_PROCESS, 0) and ioprio_get(IOPRIO_WHO_PROCESS, 0). */
+  sched: { policy: number; nice: number; ioprio: number };
   /** readlink of /proc/self/ns/<name>, e.g. `net:[4026531840]`. */
   ns: Record<string, string>;
   /** Raw fields of /proc/self/status: CapInh, CapPrm, CapEff, CapBnd, CapAmb, NoNewPrivs, Seccomp, Umask, NSpid. */

@@ -13,6 +13,8 @@ const CRUN_DEVIATIONS: Record<string, string> = {
   'config.process.rlimits-duplicate-errors': 'crun applies duplicated rlimits without an error',
   'config-linux.namespaces.duplicate-errors': 'crun accepts duplicated namespace entries',
   'config-linux.devices.conflict-errors': 'crun keeps an existing file at a device path',
+  'config.hooks.timeout-positive': 'crun accepts a hook timeout of 0',
+  'config.process.cwd-absolute': 'crun accepts a relative process.cwd',
 };
 
 /** Races inside crun: seen in some runs only. */

@@ -264,6 +264,22 @@ export const hookChecks: RuntimeCheck[] = [
     assert(o.events.some((e) => e.event === 'poststop-after'), 'the poststop hook after the failing one did not run');
     assert(o.gone, 'the container still exists after delete');
   }),
+  must(hooksRef, 'config.hooks.path-absolute', 'A hook path MUST be absolute; runtimes MUST generate an error for invalid values (a relative path).', async (ctx) => {
+    const b = ctx.bundle('hookrelpath');
+    b.config.hooks = { createRuntime: [{ path: 'probe', args: ['probe', '--no-report', '--event', 'relative', '--log', join(b.out, 'events.log')] }] };
+    b.write();
+    const r = await ctx.driver.create(b.id, b.dir);
+    await ctx.driver.remove(b.id);
+    assert(r.code !== 0, 'create with the relative hook path "probe" exited 0');
+  }),
+  must(hooksRef, 'config.hooks.timeout-positive', 'If set, a hook timeout MUST be greater than zero; runtimes MUST generate an error for invalid values (timeout 0).', async (ctx) => {
+    const b = ctx.bundle('hooktimeout0');
+    b.config.hooks = { createRuntime: [{ ...hostHook(ctx, b, 'zero-timeout'), timeout: 0 }] };
+    b.write();
+    const r = await ctx.driver.create(b.id, b.dir);
+    await ctx.driver.remove(b.id);
+    assert(r.code !== 0, 'create with a hook timeout of 0 exited 0');
+  }),
   should(hooksRef, 'config.hooks.timeout', 'timeout is the number of seconds before aborting the hook (a hook over its timeout fails create).', async (ctx) => {
     const b = ctx.bundle('hooktimeout');
     b.config.hooks = { createRuntime: [{ ...hostHook(ctx, b, 'slow', ['--sleep', '30']), timeout: 1 }] };

@@ -92,6 +92,36 @@ export const mountChecks: RuntimeCheck[] = [
     assert(r.writes['/kc-written']?.ok, `creating /kc-written failed (${r.writes['/kc-written']?.error})`);
     assert(existsSync(join(run.bundle.rootfs, 'kc-written')), 'the file written to / is not in the bundle\'s rootfs directory');
   }),
+  must(rootRef, 'config.root.absolute-path', 'root.path is either an absolute path or a path relative to the bundle (absolute works).', async (ctx) => {
+    const run = await ctx.runProbe('rootabs', {
+      mutate: (c, b) => {
+        c.root!.path = b.rootfs;
+      },
+    });
+    reportOf(run);
+  }),
+  must(mountsRef, 'config.mounts.relative-destination', 'A relative mount destination MUST be interpreted as relative to "/".', async (ctx) => {
+    const run = await ctx.runProbe('reldest', {
+      mutate: (c, b) => {
+        mkdirSync(join(b.rootfs, 'kc-reldest'));
+        c.mounts.push({ destination: 'kc-reldest', type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] });
+      },
+    });
+    const m = mountAt(reportOf(run), '/kc-reldest');
+    assert(m?.fstype === 'tmpfs', `no tmpfs at /kc-reldest (${m ? m.fstype : 'nothing mounted there'})`);
+  }),
+  must(mountsRef, 'config.mounts.bind-relative-source', 'Path values for bind mount sources are either absolute or relative to the bundle (relative works).', async (ctx) => {
+    const run = await ctx.runProbe('relsrc', {
+      args: ['--read', '/kc-relsrc/hello.txt'],
+      mutate: (c, b) => {
+        mkdirSync(join(b.rootfs, 'kc-relsrc'));
+        mkdirSync(join(b.dir, 'kc-data'));
+        writeFileSync(join(b.dir, 'kc-data', 'hello.txt'), DATA);
+        c.mounts.push({ destination: '/kc-relsrc', type: 'bind', source: 'kc-data', options: ['rbind', 'ro'] });
+      },
+    });
+    assertEqual(reportOf(run).files['/kc-relsrc/hello.txt']?.data, DATA, 'content seen through the bind mount of the bundle-relative source kc-data');
+  }),
   must(mountsRef, 'config.mounts.order', 'The runtime MUST mount entries in the listed order (the later of two mounts on one path is on top).', async (ctx) => {
     const { run } = await mountRun(ctx);
     const stack = parseMountinfo(reportOf(run).mountinfo ?? '').filter((m) => m.mountpoint === '/kc-stack');

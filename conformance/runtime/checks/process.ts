@@ -137,6 +137,35 @@ export const processChecks: RuntimeCheck[] = [
     const r = reportOf(await userRun(ctx));
     assertEqual(r.umask.toString(8), USER.umask.toString(8), 'umask (octal)');
   }),
+  must(processRef, 'config.process.args-required', 'args: at least one entry is REQUIRED; runtimes MUST generate an error for invalid values (empty args).', async (ctx) => {
+    const r = await refused(ctx, 'noargs', (c) => {
+      c.process.args = [];
+    });
+    assert(r.code !== 0 && !r.ran, 'a container with empty process.args ran');
+  }),
+  must(processRef, 'config.process.cwd-absolute', 'cwd MUST be an absolute path; runtimes MUST generate an error for invalid values (a relative cwd).', async (ctx) => {
+    const r = await refused(ctx, 'relcwd', (c) => {
+      c.process.cwd = 'dev';
+    });
+    assert(r.code !== 0 && !r.ran, 'a container with the relative cwd "dev" ran');
+  }),
+  should(linuxProcessRef, 'config.process.scheduler', 'scheduler sets the scheduling policy and nice value of the process.', async (ctx) => {
+    const run = await ctx.runProbe('scheduler', {
+      mutate: (c) => {
+        c.process.scheduler = { policy: 'SCHED_BATCH', nice: 5 };
+      },
+    });
+    const r = reportOf(run);
+    assertEqual({ policy: r.sched.policy, nice: r.sched.nice }, { policy: 3, nice: 5 }, 'scheduling policy (SCHED_BATCH = 3) and nice value');
+  }),
+  should(linuxProcessRef, 'config.process.ioPriority', 'ioPriority configures the I/O scheduling class and priority of the container\'s processes.', async (ctx) => {
+    const run = await ctx.runProbe('ioprio', {
+      mutate: (c) => {
+        c.process.ioPriority = { class: 'IOPRIO_CLASS_BE', priority: 6 };
+      },
+    });
+    assertEqual(reportOf(run).sched.ioprio, (2 << 13) | 6, 'ioprio_get value (class BE = 2, priority 6)');
+  }),
   must(configMd('Hostname'), 'config.hostname', 'hostname specifies the container\'s hostname as seen by processes running inside the container.', async (ctx) => {
     assertEqual(reportOf(await defaultRun(ctx)).hostname, 'kc-host', 'hostname');
   }),
