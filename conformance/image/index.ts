@@ -453,7 +453,9 @@ class ImageChecker {
     if (scan.actual === 'unknown') return { ...scan, error: 'content is neither gzip, zstd nor a tar archive' };
     const alg = ALGORITHMS[d.digest.split(':')[0]] ? d.digest.split(':')[0] : 'sha256';
     const outer = hasher(alg);
-    const inner = hasher('sha256');
+    const dec = await decompressor(scan.actual);
+    // An uncompressed sha256 layer is its own diffID: hash it once.
+    const inner = dec || alg !== 'sha256' ? hasher('sha256') : null;
     const reader = new TarReader((e) => this.entry(scan, e));
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -461,10 +463,10 @@ class ImageChecker {
         cb();
       },
     });
-    const stages: (Readable | Transform | Writable)[] = [createReadStream(path), outer.t];
-    const dec = await decompressor(scan.actual);
+    const stages: (Readable | Transform | Writable)[] = [createReadStream(path, { highWaterMark: 1 << 20 }), outer.t];
     if (dec) stages.push(dec);
-    stages.push(inner.t, sink);
+    if (inner) stages.push(inner.t);
+    stages.push(sink);
     try {
       await pipeline(stages as unknown as [Readable, ...Transform[], Writable]);
     } catch (err) {
@@ -474,7 +476,7 @@ class ImageChecker {
     const o = outer.result();
     scan.size = o.size;
     scan.digest = `${alg}:${o.hex}`;
-    scan.diffId = `sha256:${inner.result().hex}`;
+    scan.diffId = `sha256:${inner ? inner.result().hex : o.hex}`;
     scan.tarProblems = reader.problems;
     // The blob was read in full here: feed the layout-wide digest check without reading it again.
     if (!this.blobFacts.has(d.digest)) this.blobFacts.set(d.digest, Promise.resolve({ exists: true, size: o.size, digest: scan.digest }));
