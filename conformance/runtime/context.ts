@@ -1,7 +1,7 @@
 // The state one runtime conformance run shares between its checks: the driver, the host facts,
 // the probe, a temporary directory, memoised scenarios (one container run observed by several
 // checks), and everything to undo at the end.
-import { copyFileSync, chmodSync, existsSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, linkSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Spec } from '../../src/spec/index.js';
 import { fail } from '../check.js';
@@ -197,11 +197,6 @@ export class SuiteContext {
     const report = bundle.report();
     await this.driver.remove(bundle.id);
     return { bundle, result, report };
-  }
-
-  /** Whether a path exists on the host. */
-  exists(path: string): boolean {
-    return existsSync(path);
   }
 }
 

@@ -93,6 +93,11 @@ export function parseMountinfo(text: string): MountEntry[] {
   return out;
 }
 
+/** The topmost mount at a mount point (the last one listed) in mountinfo text. */
+export function mountAt(mountinfo: string | null, path: string): MountEntry | undefined {
+  return parseMountinfo(mountinfo ?? '').filter((m) => m.mountpoint === path).at(-1);
+}
+
 function cgroupMounts(): CgroupMount[] {
   const out: CgroupMount[] = [];
   for (const m of parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {

@@ -6,21 +6,13 @@ import { existsSync, mkdirSync, readFileSync, readlinkSync, rmdirSync, writeFile
 import { join } from 'node:path';
 import { assert, assertEqual, fail, skip } from '../../check.js';
 import { type ProbeRun, reportOf, type SuiteContext, why } from '../context.js';
-import { cgroupsOf, controllerDir, isV1, parseMountinfo } from '../host.js';
+import { cgroupsOf, controllerDir, isV1, mountAt } from '../host.js';
 import type { ProbeReport } from '../probe.js';
 import { cliMd, configLinuxMd, configMd, must, runtimeLinuxMd, should, waitFor, type RuntimeCheck } from '../spec.js';
 import { DEFAULT_DEVICES, DEFAULT_SYSCTL, DEV_LINKS, defaultRun } from './scenarios.js';
 
 const NS_FILE: Record<string, string> = { pid: 'pid', network: 'net', ipc: 'ipc', uts: 'uts', mount: 'mnt', cgroup: 'cgroup', user: 'user', time: 'time' };
 
-function mounts(r: ProbeReport) {
-  return parseMountinfo(r.mountinfo ?? '');
-}
-
-/** The topmost mount at a mount point (the last one listed). */
-function mountAt(r: ProbeReport, path: string) {
-  return mounts(r).filter((m) => m.mountpoint === path).at(-1);
-}
 
 // ---------- namespaces ----------
 
@@ -482,13 +474,13 @@ export const linuxChecks: RuntimeCheck[] = [
   must(configLinuxMd('Readonly Paths'), 'config-linux.readonly-paths', 'readonlyPaths will set the provided paths as readonly inside the container.', async (ctx) => {
     const r = reportOf(await defaultRun(ctx));
     assertEqual(r.writes['/proc/sys/kernel/domainname']?.error, 'EROFS', 'error writing under /proc/sys');
-    const m = mountAt(r, '/proc/sys');
+    const m = mountAt(r.mountinfo, '/proc/sys');
     assert(m?.options.includes('ro'), `/proc/sys is not a read-only mount (${m ? m.options.join(',') : 'no mount there'})`);
   }),
   should(configLinuxMd('Default Filesystems'), 'config-linux.default-filesystems', 'The following filesystems SHOULD be made available: /proc (proc), /sys (sysfs), /dev/pts (devpts), /dev/shm (tmpfs).', async (ctx) => {
     const r = reportOf(await defaultRun(ctx));
     const want: [string, string][] = [['/proc', 'proc'], ['/sys', 'sysfs'], ['/dev/pts', 'devpts'], ['/dev/shm', 'tmpfs']];
-    const bad = want.filter(([p, t]) => mountAt(r, p)?.fstype !== t).map(([p, t]) => `${p} is ${mountAt(r, p)?.fstype ?? 'not mounted'} (want ${t})`);
+    const bad = want.filter(([p, t]) => mountAt(r.mountinfo, p)?.fstype !== t).map(([p, t]) => `${p} is ${mountAt(r.mountinfo, p)?.fstype ?? 'not mounted'} (want ${t})`);
     assert(bad.length === 0, bad.join('; '));
   }),
   should(configLinuxMd('Personality'), 'config-linux.personality', 'personality sets the Linux execution domain (LINUX32 makes uname report a 32-bit machine).', async (ctx) => {

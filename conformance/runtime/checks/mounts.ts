@@ -6,16 +6,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { assert, assertEqual, fail, skip } from '../../check.js';
 import { type ProbeRun, reportOf, type SuiteContext } from '../context.js';
-import { parseMountinfo } from '../host.js';
-import type { ProbeReport } from '../probe.js';
+import { mountAt, parseMountinfo } from '../host.js';
 import { configMd, must, should, type RuntimeCheck } from '../spec.js';
 import { defaultRun } from './scenarios.js';
 
 const execFileP = promisify(execFile);
-
-function mountAt(r: ProbeReport, path: string) {
-  return parseMountinfo(r.mountinfo ?? '').filter((m) => m.mountpoint === path).at(-1);
-}
 
 const DATA = 'kc bind data\n';
 
@@ -78,7 +73,7 @@ export const mountChecks: RuntimeCheck[] = [
   must(rootRef, 'config.root.readonly', 'If root.readonly is true then the root filesystem MUST be read-only inside the container.', async (ctx) => {
     const r = reportOf(await defaultRun(ctx));
     assertEqual(r.writes['/kc-rootfs-write']?.error, 'EROFS', 'error creating a file in /');
-    const root = mountAt(r, '/');
+    const root = mountAt(r.mountinfo, '/');
     assert(root?.options.includes('ro'), `/ is not mounted read-only (${root?.options.join(',') ?? 'no mount'})`);
   }),
   must(rootRef, 'config.root.writable', 'root.readonly defaults to false: the root filesystem is writable (and is the directory at root.path).', async (ctx) => {
@@ -107,7 +102,7 @@ export const mountChecks: RuntimeCheck[] = [
         c.mounts.push({ destination: 'kc-reldest', type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] });
       },
     });
-    const m = mountAt(reportOf(run), '/kc-reldest');
+    const m = mountAt(reportOf(run).mountinfo, '/kc-reldest');
     assert(m?.fstype === 'tmpfs', `no tmpfs at /kc-reldest (${m ? m.fstype : 'nothing mounted there'})`);
   }),
   must(mountsRef, 'config.mounts.bind-relative-source', 'Path values for bind mount sources are either absolute or relative to the bundle (relative works).', async (ctx) => {
@@ -133,14 +128,14 @@ export const mountChecks: RuntimeCheck[] = [
   }),
   must(optionsRef, 'config.mounts.options-flags', 'Runtimes MUST implement the nosuid, nodev and noexec options.', async (ctx) => {
     const { run } = await mountRun(ctx);
-    const m = mountAt(reportOf(run), '/kc-tmpfs');
+    const m = mountAt(reportOf(run).mountinfo, '/kc-tmpfs');
     assert(m, '/kc-tmpfs is not a mount point');
     const missing = ['nosuid', 'nodev', 'noexec'].filter((o) => !m.options.includes(o));
     assert(missing.length === 0, `/kc-tmpfs lacks ${missing.join(', ')} (options: ${m.options.join(',')})`);
   }),
   should(optionsRef, 'config.mounts.options-data', 'Runtimes SHOULD pass unknown options as filesystem-specific data to mount(2) (tmpfs mode= and size=).', async (ctx) => {
     const { run } = await mountRun(ctx);
-    const m = mountAt(reportOf(run), '/kc-tmpfs');
+    const m = mountAt(reportOf(run).mountinfo, '/kc-tmpfs');
     assert(m, '/kc-tmpfs is not a mount point');
     assertEqual(m.fstype, 'tmpfs', 'type of /kc-tmpfs');
     const missing = ['size=1024k', 'mode=1750'].filter((o) => !m.superOptions.includes(o));
@@ -151,7 +146,7 @@ export const mountChecks: RuntimeCheck[] = [
     const r = reportOf(run);
     assertEqual(r.files['/kc-ro/hello.txt']?.data, DATA, 'content of the bind-mounted /kc-ro/hello.txt');
     assertEqual(r.writes['/kc-ro/new.txt']?.error, 'EROFS', 'error writing into the ro bind mount');
-    const m = mountAt(r, '/kc-ro');
+    const m = mountAt(r.mountinfo, '/kc-ro');
     assert(m?.options.includes('ro'), `/kc-ro is not mounted read-only (${m?.options.join(',') ?? 'no mount'})`);
   }),
   must(optionsRef, 'config.mounts.bind-file', 'A bind mount may have a file as its source; the file is visible at the destination.', async (ctx) => {

@@ -1,7 +1,7 @@
 // runtime.md Operations: the errors each operation MUST generate (missing id, unknown container,
 // duplicate or invalid id, a config that cannot be created) and that an error leaves nothing behind;
 // kill and delete of a created container; plus command-line behaviour of runc-compatible CLIs.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert, assertEqual, skip } from '../../check.js';
 import { type SuiteContext, why } from '../context.js';
@@ -226,17 +226,3 @@ export const operationChecks: RuntimeCheck[] = [
   }),
 ];
 
-/** Reads a small file or returns null (shared helper for check groups). */
-export function readOrNull(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return null;
-  }
-}
-
-/** Makes a directory (and parents) and returns it. */
-export function ensureDir(path: string): string {
-  mkdirSync(path, { recursive: true });
-  return path;
-}
