@@ -10,6 +10,8 @@
  * non-directory inside the target, reached the same checked way. Device nodes are created only
  * with CAP_MKNOD (else refused, or skipped on request). Whiteouts (`.wh.NAME`) and opaque
  * directories (`.wh..wh..opq`) remove what lower layers put there, never what this layer added.
+ * overlayfs' own xattrs (trusted.overlay.*, user.overlay.*) are dropped with a warning.
+ * On failure the target is left part-way: callers discard it (unpackImage does).
  *
  * The threat model is the archive: the target directory must not be modified by anyone else
  * while a layer is applied.
@@ -123,6 +125,7 @@ class Applier {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       if (!create) return false;
       fs.mkdirSync(abs, 0o755);
+      fs.chmodSync(abs, 0o755); // whatever the umask
       this.created.add(rel);
       this.dirs.add(rel);
       return true;
@@ -176,6 +179,12 @@ class Applier {
   private setXattrs(entry: string, xattrs: Record<string, Buffer> | undefined, set: (name: string, value: Buffer) => void): void {
     if (!xattrs || !this.xattrs) return;
     for (const [name, value] of Object.entries(xattrs)) {
+      if (name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.')) {
+        // overlayfs' own bookkeeping (redirects, metacopy, origin): meaningless in a layer and
+        // dangerous once the result serves as an overlay lower directory.
+        this.warn(`${this.what}: ${entry}: overlayfs xattr ${name} dropped`);
+        continue;
+      }
       try {
         set(name, value);
       } catch (err) {

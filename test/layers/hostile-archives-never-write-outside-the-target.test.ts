@@ -127,6 +127,19 @@ test('xattrs, owners and times of a symlink entry pointing outside go to the lin
   assert.equal(fs.lstatSync(join(r.target, 's')).uid, 1234);
 });
 
+test('overlayfs xattrs in an archive (redirects, metacopy) are dropped with a warning, other xattrs kept', async () => {
+  const target = join(base, `target-${++counter}`);
+  fs.mkdirSync(target);
+  const r = await applyLayer(target, chunks(rawTar([
+    rawPax({ 'SCHILY.xattr.trusted.overlay.redirect': '/../../outside', 'SCHILY.xattr.user.overlay.metacopy': '', 'SCHILY.xattr.user.fine': 'yes' }),
+    dir('d/'),
+  ])));
+  const sys = await loadFsSys();
+  assert.deepEqual(sys.llistxattr(join(target, 'd')), ['user.fine']);
+  assert.equal(r.warnings.length, 2);
+  assert.match(r.warnings[0]!, /overlayfs xattr trusted.overlay.redirect dropped/);
+});
+
 test('whiteouts remove lower-layer files only inside the target, and never what the same layer added', async () => {
   const r = await attempt([
     [dir('d/'), file('d/a', 'a'), file('d/b', 'b'), dir('d/sub/'), file('d/sub/old', 'old'), file('gone', 'x')],
