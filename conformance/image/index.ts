@@ -193,6 +193,8 @@ interface LayerScan {
   externalLinks: { path: string; target: string }[];
 }
 
+// Compression detection, decompression and tar parsing here are the suite's own, not src/layers':
+// the image part checks what keel's layer code writes, so it must not share that code's mistakes.
 function detectCompression(head: Buffer): Compression | 'unknown' {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
