@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { compileSeccomp, syscallNumber, type LinuxSeccomp } from '../../src/runtime/seccomp/index.js';
 import { runFilter, disassemble, type SeccompData } from './bpf-vm.js';
 import { oracle, runcReference, runReference } from './libseccomp-ref.js';
+import { containersDefaultProfile } from './containers-profile.js';
 
 const LIBSECCOMP = ['/usr/lib/x86_64-linux-gnu/libseccomp.so.2', '/lib/x86_64-linux-gnu/libseccomp.so.2'].some(existsSync);
 const skip = process.arch !== 'x64' ? 'reference comparison runs on x86_64 hosts' : !LIBSECCOMP ? 'libseccomp.so.2 not installed' : false;
@@ -116,7 +117,7 @@ function inputsFor(config: LinuxSeccomp, r: R): SeccompData[] {
     }
     for (let i = 0; i < 8; i++) nrs.add(r.int(460));
     for (const nr of nrs) {
-      for (let i = 0; i < 10; i++) {
+      for (let i = 0; i < 6; i++) {
         const data: SeccompData = { nr: nr | 0, arch: audit, args: args() };
         // x86 socketcall/ipc: probe the call numbers in a0.
         if ((nr === 102 || nr === 117) && r.chance(0.7)) data.args[0] = BigInt(r.int(26));
@@ -162,8 +163,8 @@ function compare(config: LinuxSeccomp, r: R, label: string, tally: Tally): void 
 test('random profiles: keel returns the action runc/libseccomp returns for every probed syscall', { skip }, () => {
   const r = rng(20240601);
   const tally: Tally = { inputs: 0, libseccompBugs: 0, keelSteps: 0, libseccompSteps: 0 };
-  for (let i = 0; i < 300; i++) compare(randomConfig(r, true), r, `profile #${i}`, tally);
-  assert.ok(tally.inputs > 100000, `only ${tally.inputs} inputs compared`);
+  for (let i = 0; i < 150; i++) compare(randomConfig(r, true), r, `profile #${i}`, tally);
+  assert.ok(tally.inputs > 50000, `only ${tally.inputs} inputs compared`);
   // libseccomp mis-compiles a few sibling 64-bit comparisons; anything more means the oracle is off.
   assert.ok(tally.libseccompBugs < tally.inputs / 200, `libseccomp disagreed with the rules on ${tally.libseccompBugs}/${tally.inputs} inputs`);
   console.log(`# ${tally.inputs} inputs; libseccomp mis-compiled ${tally.libseccompBugs}; BPF steps keel ${tally.keelSteps}, libseccomp ${tally.libseccompSteps}`);
@@ -172,6 +173,20 @@ test('random profiles: keel returns the action runc/libseccomp returns for every
 test('overlapping conditional rules with different actions: keel takes the first in config order, libseccomp one of them', { skip }, () => {
   const r = rng(777);
   const tally: Tally = { inputs: 0, libseccompBugs: 0, keelSteps: 0, libseccompSteps: 0 };
-  for (let i = 0; i < 100; i++) compare(randomConfig(r, false), r, `profile #${i}`, tally);
+  for (let i = 0; i < 60; i++) compare(randomConfig(r, false), r, `profile #${i}`, tally);
   assert.ok(tally.libseccompBugs < tally.inputs / 100, `libseccomp disagreed with the rules on ${tally.libseccompBugs}/${tally.inputs} inputs`);
+});
+
+test("containers-common's default profile (podman's): same decisions as runc/libseccomp, a fraction of the BPF", { skip }, (t) => {
+  const profile = containersDefaultProfile();
+  if (!profile) return t.skip('containers-common seccomp.json not installed');
+  const r = rng(99);
+  const tally: Tally = { inputs: 0, libseccompBugs: 0, keelSteps: 0, libseccompSteps: 0 };
+  for (let i = 0; i < 3; i++) compare(profile, r, `containers profile pass ${i}`, tally);
+  assert.equal(tally.libseccompBugs, 0);
+  const mine = compileSeccomp(profile, { nativeArch: 'SCMP_ARCH_X86_64' });
+  const theirs = runcReference(profile).program;
+  assert.ok(mine.length < theirs.length, `keel ${mine.length} instructions, libseccomp ${theirs.length}`);
+  assert.ok(tally.keelSteps < tally.libseccompSteps, `keel ${tally.keelSteps} steps, libseccomp ${tally.libseccompSteps}`);
+  console.log(`# containers profile: keel ${mine.length} instructions, libseccomp ${theirs.length}; ${tally.inputs} inputs, steps keel ${tally.keelSteps} libseccomp ${tally.libseccompSteps}`);
 });
