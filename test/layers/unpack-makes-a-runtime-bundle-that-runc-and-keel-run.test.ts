@@ -7,6 +7,7 @@ import { OciLayout, writeLayer, writeImage, newImageConfig, changesFromTree, res
 import { checkRuntimeConfig } from '../../src/spec/index.js';
 import { defaultSpec } from '../../src/runtime/spec-default.js';
 import { tempDir, busyboxRootfs, which, repoRoot, snapshot, diffSnapshots } from './helpers.js';
+import { keel, ensureBuilt, cliEnv } from '../foundation/cli.js';
 
 const tmp = tempDir('unpack');
 const passwd = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\n# comment\nbroken line\n';
@@ -109,6 +110,16 @@ test('keel-build unpack makes rootfs + a complete, schema-valid config.json from
 
   if (!which('runc')) return t.skip('runc not installed');
   const run = spawnSync('runc', ['run', `keel-unpack-${process.pid}`], { cwd: bundle, encoding: 'utf8', timeout: 20000 });
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout, 'uid=1000(app) gid=1000(app) groups=10(wheel),2000(extra)\n/work\nbar /home/app /bin:/usr/bin\nhi\n');
+});
+
+test('keel run runs the unpacked bundle with the same result as runc', async () => {
+  await ready;
+  const bundle = join(tmp, 'bundle-keel');
+  await unpackImage(layoutDir, 'app', bundle);
+  ensureBuilt();
+  const run = spawnSync(keel, ['run', `keel-unpack-k-${process.pid}`], { cwd: bundle, encoding: 'utf8', timeout: 20000, env: cliEnv() });
   assert.equal(run.status, 0, run.stderr);
   assert.equal(run.stdout, 'uid=1000(app) gid=1000(app) groups=10(wheel),2000(extra)\n/work\nbar /home/app /bin:/usr/bin\nhi\n');
 });
