@@ -166,3 +166,31 @@ export async function listImages(layout: OciLayout, opts: ResolveOptions = {}): 
   }
   return out;
 }
+
+/**
+ * Copies one image (manifest, config, layers; for a multi-platform tag, the chosen platform's
+ * manifest) from one layout to another, verifying every blob, and tags it in the destination.
+ * Blobs already in the destination are not copied again.
+ */
+export async function copyImage(src: OciLayout, ref: string | undefined, dst: OciLayout, tag?: string, opts: ResolveOptions = {}): Promise<ReadImage> {
+  const img = await readImage(src, ref, opts);
+  const release = await dst.hold();
+  try {
+    const blobs = [...img.manifest.layers, img.manifest.config, img.manifestDescriptor];
+    for (const b of blobs) {
+      const digest = parseDigest(b.digest, 'descriptor digest');
+      if (b.urls && !(await src.has(digest))) continue; // foreign layer: not stored here either
+      if (await dst.has(digest)) continue;
+      await dst.putStream(src.readBlob(digest, b.size), { digest, size: b.size }, `blob ${digest}`);
+    }
+    if (tag) {
+      const entry: IndexEntry = { mediaType: img.manifestDescriptor.mediaType, digest: img.manifestDescriptor.digest, size: img.manifestDescriptor.size };
+      entry.platform = { architecture: img.config.architecture, os: img.config.os };
+      if (img.config.variant) entry.platform.variant = img.config.variant;
+      await dst.tag(tag, entry);
+    }
+  } finally {
+    await release();
+  }
+  return img;
+}

@@ -30,7 +30,7 @@
  *   const written = await writeImage(store, { config: newImageConfig({ config: { Cmd: [...] } }),
  *                                             layers: [layerResult, ...], tag: 'latest' })
  *   const img = await readImage(store, 'latest')   // { manifest, config, manifestDescriptor, ... }
- *   await listImages(store)
+ *   await listImages(store) / copyImage(srcStore, ref, dstStore, tag)   (e.g. FROM another layout)
  *   await unpackImage(layoutDir, tag, bundleDir)   // rootfs/ + config.json, like `umoci unpack`
  *   await exportArchive(store, writable, { tags }) / importArchive(tarChunks, store)
  *
@@ -45,7 +45,7 @@ export { changesFromUpper, changesFromTree, changesFromDiff, sourceDateEpochFrom
 export type { LayerChange, WalkOptions } from './diff.js';
 export { applyLayer, applyLayerBlob, hasCapMknod } from './apply.js';
 export type { ApplyOptions, ApplyResult } from './apply.js';
-export { writeImage, readImage, listImages, newImageConfig } from './image.js';
+export { writeImage, readImage, listImages, newImageConfig, copyImage } from './image.js';
 export type { ImageLayer, ImageWriteInput, WrittenImage, ReadImage, ImageSummary } from './image.js';
 export { unpackImage, runtimeSpecFromImage, parseLayoutRef } from './unpack.js';
 export type { UnpackOptions, UnpackResult, RuntimeSpecOptions } from './unpack.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { OciLayout, writeLayer, writeImage, newImageConfig, changesFromTree, unpackImage, readImage, exportArchive, importArchive, listImages } from '../../src/layers/index.js';
+import { OciLayout, writeLayer, writeImage, newImageConfig, changesFromTree, unpackImage, readImage, exportArchive, importArchive, listImages, copyImage } from '../../src/layers/index.js';
 import { tempDir, busyboxRootfs, which, snapshot, diffSnapshots, chunks } from './helpers.js';
 
 const tmp = tempDir('interop');
@@ -63,7 +63,7 @@ test('skopeo inspects keel layouts (gzip and zstd layers) and copies them; keel 
   assert.deepEqual(diffSnapshots(await snapshot(rootfs), await snapshot(join(bundle, 'rootfs'))), []);
 });
 
-test('keel unpacks what buildah builds from scratch, and runc runs it', async (t) => {
+test('keel copies and unpacks what buildah builds from scratch, and runc runs it', async (t) => {
   if (!which('buildah')) return t.skip('buildah not installed');
   const env = { ...process.env, STORAGE_DRIVER: 'vfs', BUILDAH_ISOLATION: 'chroot' };
   const ctr = run('buildah', ['from', 'scratch'], { env }).trim().split('\n').pop()!;
@@ -75,8 +75,12 @@ test('keel unpacks what buildah builds from scratch, and runc runs it', async (t
   } finally {
     spawnSync('buildah', ['rm', ctr], { env });
   }
+  // Copied into another layout (as a builder does for FROM), blobs verified on the way.
+  const copied = await OciLayout.create(join(tmp, 'buildah-copy'));
+  const img = await copyImage(await OciLayout.open(layout), 'bh', copied, 'base');
+  assert.equal((await readImage(copied, 'base')).manifestDescriptor.digest, img.manifestDescriptor.digest);
   const bundle = join(tmp, 'buildah-bundle');
-  const r = await unpackImage(layout, 'bh', bundle);
+  const r = await unpackImage(copied.root, 'base', bundle);
   // buildah copy does not keep symlink times: compare everything else.
   assert.equal(r.spec.process!.cwd, '/tmp');
   assert.ok(r.spec.process!.env!.includes('B=2'));
