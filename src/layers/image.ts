@@ -51,6 +51,16 @@ export function newImageConfig(opts: { config?: ImageConfig['config']; created?:
 
 /** Writes config and manifest blobs (validated) and tags the manifest; returns their descriptors. */
 export async function writeImage(layout: OciLayout, input: ImageWriteInput): Promise<WrittenImage> {
+  // From the first blob to the tag, keep gc away (it would see the new blobs unreferenced).
+  const release = await layout.hold();
+  try {
+    return await writeImageHeld(layout, input);
+  } finally {
+    await release();
+  }
+}
+
+async function writeImageHeld(layout: OciLayout, input: ImageWriteInput): Promise<WrittenImage> {
   const layers = [...input.layers];
   if (layers.length === 0) {
     if (input.emptyLayer === false) throw new KeelError('image: at least one layer is required (image-spec manifest schema)');
