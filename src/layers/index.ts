@@ -10,8 +10,12 @@
  *   await store.readJson(descriptor, what) / readBytes(digest)                      (verified)
  *   await store.has(digest) / size(digest)
  *   await store.tag(tag, manifestDescriptor) / untag(tag) / tags() / resolve(ref?, {platform})
- *   const release = await store.hold()   // keeps gc away from blobs you are about to reference
- *   await store.gc()                      // removes blobs unreachable from index.json
+ *   const release = await store.hold()   // keeps gc away from blobs you are about to reference:
+ *                                         // hold from the first writeLayer until writeImage has tagged
+ *   await store.gc()                      // removes blobs unreachable from index.json (waits for
+ *                                         // holders; never call it while this process holds)
+ *   Safe for many processes at once: puts are atomic renames, index.json updates are serialised
+ *   by a flock, gc and writers exclude each other with a flock on the layout directory.
  *
  * Making layers (each returns { descriptor, diffID, uncompressedSize, entries }):
  *   await writeLayer(store, changesFromUpper(upperDir), { compression: 'gzip' | 'zstd' | 'none', level })
