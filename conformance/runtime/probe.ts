@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,5 +131,9 @@ export async function buildProbe(opts: { cache?: string; cc?: string } = {}): Pr
     throw new KeelError(`cannot build the conformance probe with ${cc} -static: ${why}`);
   }
   await rename(tmp, out);
+  // Builds of older probe sources are of no more use.
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(`probe-${process.arch}-`) && !name.endsWith('.tmp') && join(dir, name) !== out) await rm(join(dir, name), { force: true });
+  }
   return out;
 }
