@@ -37,7 +37,9 @@ export function runcReference(config: LinuxSeccomp): Reference {
   const ruleErrors: string[] = [];
   try {
     for (const arch of config.architectures ?? []) f.addArch(scmpArch(arch));
-    if ((config.syscalls?.length ?? 0) > 32) f.setAttr(SCMP_FLTATR.CTL_OPTIMIZE, 2);
+    // runc's configs hold one syscall entry per name; above 32 it asks for libseccomp's binary tree.
+    const names = (config.syscalls ?? []).reduce((n, sc) => n + sc.names.length, 0);
+    if (names > 32) f.setAttr(SCMP_FLTATR.CTL_OPTIMIZE, 2);
     const native = scmpArch('SCMP_ARCH_X86_64');
     for (const sc of config.syscalls ?? []) {
       const act = seccompActionValue(sc.action, sc.errnoRet, 'ref');
