@@ -22,7 +22,8 @@ const CLASS = 5; // `[...]`
 
 interface Tok {
   t: number;
-  ch?: string;
+  /** LIT: the code point. */
+  cp?: number;
   ranges?: [number, number][];
   negated?: boolean;
 }
@@ -32,6 +33,8 @@ export interface IgnorePattern {
   pattern: string;
   /** A `!` exception: matching paths are included again. */
   exclusion: boolean;
+  /** Set when the pattern has no wildcard, class or escape: plain string comparison suffices. */
+  literal?: string;
   toks: Tok[];
 }
 
@@ -89,8 +92,8 @@ function compile(p: string): Tok[] {
     } else if (c === '?') {
       toks.push({ t: ANY });
     } else if (c === '\\') {
-      if (i + 1 < cps.length) toks.push({ t: LIT, ch: cps[++i] });
-      else toks.push({ t: LIT, ch: '\\' });
+      if (i + 1 < cps.length) toks.push({ t: LIT, cp: cps[++i].codePointAt(0)! });
+      else toks.push({ t: LIT, cp: 0x5c });
     } else if (c === '[') {
       i++;
       const negated = cps[i] === '^';
@@ -110,73 +113,118 @@ function compile(p: string): Tok[] {
         ranges.push([lo, hi]);
       }
       toks.push({ t: CLASS, ranges, negated });
-    } else toks.push({ t: LIT, ch: c });
+    } else toks.push({ t: LIT, cp: c.codePointAt(0)! });
   }
   return toks;
 }
 
-function classMatch(tok: Tok, ch: string): boolean {
-  const cp = ch.codePointAt(0)!;
+function classMatch(tok: Tok, cp: number): boolean {
   let hit = false;
   for (const [lo, hi] of tok.ranges!) if (lo <= cp && cp <= hi) hit = true;
   return hit !== tok.negated;
 }
 
-/** Runs the automaton over `path`; returns the live states (and `inside` states of `**`). */
-function run(toks: Tok[], path: string): { active: Uint8Array; inside: Uint8Array } {
-  const m = toks.length;
-  let active = new Uint8Array(m + 1);
-  let inside = new Uint8Array(m + 1);
-  let nActive = new Uint8Array(m + 1);
-  let nInside = new Uint8Array(m + 1);
-  const close = (a: Uint8Array) => {
-    for (let s = 0; s < m; s++) {
+const SLASH = 0x2f;
+const NEWLINE = 0x0a;
+
+/**
+ * The automaton of one pattern: states 0..m ("about to match token s"), plus an "inside" state for
+ * each `**` followed by a slash (inside its "anything, then a slash" group). Buffers are reused.
+ */
+class Automaton {
+  private readonly m: number;
+  private active: Uint8Array;
+  private inside: Uint8Array;
+  private nActive: Uint8Array;
+  private nInside: Uint8Array;
+
+  constructor(private readonly toks: Tok[]) {
+    this.m = toks.length;
+    this.active = new Uint8Array(this.m + 1);
+    this.inside = new Uint8Array(this.m + 1);
+    this.nActive = new Uint8Array(this.m + 1);
+    this.nInside = new Uint8Array(this.m + 1);
+  }
+
+  private close(a: Uint8Array): void {
+    const toks = this.toks;
+    for (let s = 0; s < this.m; s++) {
       if (a[s] && (toks[s].t === STAR || toks[s].t === DSTAR_SLASH || toks[s].t === DSTAR_ALL)) a[s + 1] = 1;
     }
-  };
-  active[0] = 1;
-  close(active);
-  for (const c of path) {
-    nActive.fill(0);
-    nInside.fill(0);
-    let live = false;
-    for (let s = 0; s <= m; s++) {
-      if (inside[s]) {
-        if (c !== '\n') nInside[s] = 1;
-        if (c === '/') nActive[s + 1] = 1;
+  }
+
+  /**
+   * Runs over `path`. With `parents`, returns true as soon as the path or one of its parent
+   * directories matches; otherwise whether the whole path matches. With `below`, returns whether
+   * some path below directory `path` could match (any state alive after `path/`).
+   */
+  run(path: string, mode: 'exact' | 'parents' | 'below'): boolean {
+    const { m, toks } = this;
+    let active = this.active;
+    let inside = this.inside;
+    let nActive = this.nActive;
+    let nInside = this.nInside;
+    active.fill(0);
+    inside.fill(0);
+    active[0] = 1;
+    this.close(active);
+    const text = mode === 'below' ? path + '/' : path;
+    let result = false;
+    for (let i = 0; i < text.length; i++) {
+      let c = text.charCodeAt(i);
+      if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+        const d = text.charCodeAt(i + 1);
+        if (d >= 0xdc00 && d <= 0xdfff) {
+          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
+          i++;
+        }
       }
-      if (!active[s] || s === m) continue;
-      const tok = toks[s];
-      switch (tok.t) {
-        case LIT: if (c === tok.ch) nActive[s + 1] = 1; break;
-        case ANY: if (c !== '/') nActive[s + 1] = 1; break;
-        case CLASS: if (classMatch(tok, c)) nActive[s + 1] = 1; break;
-        case STAR: if (c !== '/') nActive[s] = 1; break;
-        case DSTAR_ALL: if (c !== '\n') nActive[s] = 1; break;
-        case DSTAR_SLASH:
-          if (c !== '\n') nInside[s] = 1;
-          if (c === '/') nActive[s + 1] = 1;
-          break;
+      if (mode === 'parents' && c === SLASH && active[m]) {
+        result = true;
+        break;
+      }
+      nActive.fill(0);
+      nInside.fill(0);
+      let live = false;
+      for (let s = 0; s <= m; s++) {
+        if (inside[s]) {
+          if (c !== NEWLINE) nInside[s] = 1;
+          if (c === SLASH) nActive[s + 1] = 1;
+          live = true;
+        }
+        if (!active[s] || s === m) continue;
+        const tok = toks[s];
+        switch (tok.t) {
+          case LIT: if (c === tok.cp) { nActive[s + 1] = 1; live = true; } break;
+          case ANY: if (c !== SLASH) { nActive[s + 1] = 1; live = true; } break;
+          case CLASS: if (classMatch(tok, c)) { nActive[s + 1] = 1; live = true; } break;
+          case STAR: if (c !== SLASH) { nActive[s] = 1; live = true; } break;
+          case DSTAR_ALL: if (c !== NEWLINE) { nActive[s] = 1; live = true; } break;
+          case DSTAR_SLASH:
+            if (c !== NEWLINE) nInside[s] = 1;
+            if (c === SLASH) nActive[s + 1] = 1;
+            live = true;
+            break;
+        }
+      }
+      this.close(nActive);
+      [active, nActive] = [nActive, active];
+      [inside, nInside] = [nInside, inside];
+      if (!live) break;
+    }
+    if (!result) {
+      if (mode === 'below') {
+        for (let s = 0; s < m && !result; s++) if (active[s] || inside[s]) result = true;
+      } else {
+        result = active[m] === 1;
       }
     }
-    close(nActive);
-    for (let s = 0; s <= m; s++) if (nActive[s] || nInside[s]) live = true;
-    [active, nActive] = [nActive, active];
-    [inside, nInside] = [nInside, inside];
-    if (!live) break;
+    this.active = active;
+    this.inside = inside;
+    this.nActive = nActive;
+    this.nInside = nInside;
+    return result;
   }
-  return { active, inside };
-}
-
-function matches(toks: Tok[], path: string): boolean {
-  return run(toks, path).active[toks.length] === 1;
-}
-
-/** Whether some path below directory `dir` could match. */
-function couldMatchBelow(toks: Tok[], dir: string): boolean {
-  const { active, inside } = run(toks, dir + '/');
-  for (let s = 0; s < toks.length; s++) if (active[s] || inside[s]) return true;
-  return false;
 }
 
 /** Reads .dockerignore text into normalised patterns (exceptions keep their `!`). */
@@ -212,6 +260,7 @@ export class DockerIgnore {
   /** Where the patterns came from (a file path), if anywhere. */
   readonly source?: string;
   readonly hasExclusions: boolean;
+  private readonly automata: Automaton[] = [];
 
   /** Builds a matcher from patterns (as readDockerignore returns them); throws DockerignoreError. */
   constructor(patterns: readonly string[], source?: string) {
@@ -227,7 +276,10 @@ export class DockerIgnore {
         p = p.slice(1);
       }
       if (!validGlob(p)) throw new DockerignoreError(`${source ?? '.dockerignore'}: syntax error in pattern ${goQuote(p)}`);
-      list.push({ pattern: p, exclusion, toks: compile(p) });
+      const toks = compile(p);
+      const literal = /[*?[\\]/.test(p) ? undefined : p;
+      list.push({ pattern: p, exclusion, literal, toks });
+      this.automata.push(new Automaton(toks));
     }
     this.patterns = list;
     this.source = source;
@@ -249,24 +301,16 @@ export class DockerIgnore {
    * the last pattern matching it or one of its parent directories decides.
    */
   ignores(relPath: string): boolean {
+    if (this.patterns.length === 0) return false;
     const file = normaliseContextPath(relPath);
-    if (file === '.' || this.patterns.length === 0) return false;
-    const slash = file.lastIndexOf('/');
-    const parents = slash < 0 ? [] : file.slice(0, slash).split('/');
+    if (file === '.') return false;
     let matched = false;
-    for (const p of this.patterns) {
+    for (let i = 0; i < this.patterns.length; i++) {
+      const p = this.patterns[i];
       if (p.exclusion !== matched) continue;
-      let m = matches(p.toks, file);
-      if (!m) {
-        let prefix = '';
-        for (const seg of parents) {
-          prefix = prefix === '' ? seg : prefix + '/' + seg;
-          if (matches(p.toks, prefix)) {
-            m = true;
-            break;
-          }
-        }
-      }
+      const m = p.literal !== undefined
+        ? file === p.literal || (file.startsWith(p.literal) && file.charCodeAt(p.literal.length) === SLASH)
+        : this.automata[i].run(file, 'parents');
       if (m) matched = !p.exclusion;
     }
     return matched;
@@ -280,7 +324,7 @@ export class DockerIgnore {
     if (!this.hasExclusions) return false;
     const dir = normaliseContextPath(relDir);
     if (dir === '.') return true;
-    return this.patterns.some((p) => p.exclusion && couldMatchBelow(p.toks, dir));
+    return this.patterns.some((p, i) => p.exclusion && this.automata[i].run(dir, 'below'));
   }
 }
 

@@ -402,11 +402,11 @@ function handleJSONArgs(args: string[], json: boolean): string[] {
   return [args.join(' ')];
 }
 
-function commandLine(args: string[], node: AstNode): CommandLine {
+function commandLine(args: string[], json: boolean, heredocs: Heredoc[]): CommandLine {
   return {
-    form: node.json ? 'exec' : 'shell',
-    args: handleJSONArgs(args, node.json),
-    files: node.heredocs.map((h) => ({ name: h.name, data: h.content, chomp: h.chomp })),
+    form: json ? 'exec' : 'shell',
+    args: handleJSONArgs(args, json),
+    files: heredocs.map((h) => ({ name: h.name, data: h.content, chomp: h.chomp })),
   };
 }
 
@@ -491,6 +491,11 @@ function nodeArgs(node: AstNode): string[] {
   return out;
 }
 
+/** Completes an instruction object in place (see build). */
+function make<T extends Instruction>(base: InstructionBase, extra: Omit<T, keyof InstructionBase>): T {
+  return Object.assign(base, extra) as unknown as T;
+}
+
 interface Ctx {
   file: string;
   warnings: ParseWarning[];
@@ -503,7 +508,10 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
     throw new Failure(`unknown instruction: ${node.keyword}${s ? ` (did you mean ${s}?)` : ''}`);
   }
   const args = nodeArgs(node);
-  const base = {
+  // One object built in place (kind first): spreading it into new literals per kind would put
+  // V8 on its slow dictionary-object path.
+  const base: InstructionBase = {
+    kind,
     keyword: node.keyword,
     original: trimSpace(node.original),
     flags: node.flags,
@@ -517,7 +525,6 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
   };
   const flags = parseFlags(node.flags, FLAGS[kind] ?? {});
   const warn = (message: string) => ctx.warnings.push({ file: ctx.file, line: node.startLine, message });
-  const withHeredocs = { ...node, heredocs };
 
   switch (kind) {
     case 'FROM': {
@@ -531,7 +538,7 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       } else if (args.length !== 1) {
         throw new Failure('FROM requires either one or three arguments');
       }
-      return { ...base, kind, image: args[0], stageName, platform: str(flags, 'platform') };
+      return make<FromInstruction>(base, { image: args[0], stageName, platform: str(flags, 'platform') });
     }
     case 'RUN': {
       checkExecForm(node, node.rest, 'RUN');
@@ -545,23 +552,23 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       }
       const mounts = strs(flags, 'mount');
       const mountSpecs = mounts.map((m) => parseMountSpec(m, undefined));
-      return {
-        ...base, kind, command: commandLine(args, withHeredocs), mounts, mountSpecs, network: network as RunInstruction['network'],
+      return make<RunInstruction>(base, {
+        command: commandLine(args, node.json, heredocs), mounts, mountSpecs, network: network as RunInstruction['network'],
         security: security as RunInstruction['security'], devices: strs(flags, 'device'),
-      };
+      });
     }
     case 'CMD':
       checkExecForm(node, node.rest, 'CMD');
-      return { ...base, kind, command: commandLine(args, withHeredocs) };
+      return make<CmdInstruction>(base, { command: commandLine(args, node.json, heredocs) });
     case 'ENTRYPOINT':
       checkExecForm(node, node.rest, 'ENTRYPOINT');
-      return { ...base, kind, command: commandLine(args, withHeredocs) };
+      return make<EntrypointInstruction>(base, { command: commandLine(args, node.json, heredocs) });
     case 'SHELL': {
       checkExecForm(node, node.rest, 'SHELL');
       const shell = handleJSONArgs(args, node.json);
       if (shell.length === 0) throw new Failure('SHELL requires at least one argument');
       if (!node.json) throw new Failure('SHELL requires the arguments to be in JSON form');
-      return { ...base, kind, shell };
+      return make<ShellInstruction>(base, { shell });
     }
     case 'HEALTHCHECK': {
       atLeastOne(args, 'HEALTHCHECK');
@@ -569,7 +576,7 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       const rest = args.slice(1);
       if (type === 'NONE') {
         if (rest.length !== 0) throw new Failure('HEALTHCHECK NONE takes no arguments');
-        return { ...base, kind, test: ['NONE'] };
+        return make<HealthcheckInstruction>(base, { test: ['NONE'] });
       }
       if (type !== 'CMD') throw new Failure(`Unknown type ${goQuote(type)} in HEALTHCHECK (try CMD)`);
       const cmdRest = node.rest.replace(/^\S+\s*/, '');
@@ -585,18 +592,18 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
         retries = Number(r);
         if (retries < 0) throw new Failure(`--retries cannot be negative (${retries})`);
       }
-      return {
-        ...base, kind, test: [node.json ? 'CMD' : 'CMD-SHELL', ...cmd],
+      return make<HealthcheckInstruction>(base, {
+        test: [node.json ? 'CMD' : 'CMD-SHELL', ...cmd],
         interval: healthDuration(flags, 'interval'), timeout: healthDuration(flags, 'timeout'),
         startPeriod: healthDuration(flags, 'start-period'), startInterval: healthDuration(flags, 'start-interval'),
         retries,
-      };
+      });
     }
     case 'ENV':
     case 'LABEL': {
       const kv = keyValues(args, kind);
       if (kv.legacy) warn(`"${kind} key value" is a legacy form; use "${kind} key=value"`);
-      return { ...base, kind, ...kv } as EnvInstruction | LabelInstruction;
+      return make<EnvInstruction | LabelInstruction>(base, { pairs: kv.pairs, legacy: kv.legacy } as Omit<EnvInstruction, keyof InstructionBase>);
     }
     case 'ARG': {
       atLeastOne(args, 'ARG');
@@ -606,44 +613,45 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
         if (i === 0) throw new Failure('ARG names can not be blank');
         return { key: a.slice(0, i), value: a.slice(i + 1) };
       });
-      return { ...base, kind, definitions };
+      return make<ArgInstruction>(base, { definitions });
     }
     case 'ADD': {
       checkExecForm(node, node.rest, 'ADD');
       const sd = sourcesAndDest(args, heredocs, 'ADD');
-      return {
-        ...base, kind, ...sd, chown: str(flags, 'chown'), chmod: str(flags, 'chmod'), link: bool(flags, 'link') ?? false,
-        keepGitDir: bool(flags, 'keep-git-dir'), checksum: str(flags, 'checksum'), exclude: strs(flags, 'exclude'),
-        unpack: bool(flags, 'unpack'),
-      };
+      return make<AddInstruction>(base, {
+        sources: sd.sources, contents: sd.contents, dest: sd.dest, chown: str(flags, 'chown'), chmod: str(flags, 'chmod'),
+        link: bool(flags, 'link') ?? false, keepGitDir: bool(flags, 'keep-git-dir'), checksum: str(flags, 'checksum'),
+        exclude: strs(flags, 'exclude'), unpack: bool(flags, 'unpack'),
+      });
     }
     case 'COPY': {
       checkExecForm(node, node.rest, 'COPY');
       const sd = sourcesAndDest(args, heredocs, 'COPY');
-      return {
-        ...base, kind, ...sd, from: str(flags, 'from'), chown: str(flags, 'chown'), chmod: str(flags, 'chmod'),
-        link: bool(flags, 'link') ?? false, parents: bool(flags, 'parents') ?? false, exclude: strs(flags, 'exclude'),
-      };
+      return make<CopyInstruction>(base, {
+        sources: sd.sources, contents: sd.contents, dest: sd.dest, from: str(flags, 'from'), chown: str(flags, 'chown'),
+        chmod: str(flags, 'chmod'), link: bool(flags, 'link') ?? false, parents: bool(flags, 'parents') ?? false,
+        exclude: strs(flags, 'exclude'),
+      });
     }
     case 'EXPOSE':
       atLeastOne(args, 'EXPOSE');
-      return { ...base, kind, ports: [...args].sort() };
+      return make<ExposeInstruction>(base, { ports: [...args].sort() });
     case 'VOLUME': {
       checkExecForm(node, node.rest, 'VOLUME');
       atLeastOne(args, 'VOLUME');
       const paths = args.map((v) => trimSpace(v));
       if (paths.some((p) => p === '')) throw new Failure('VOLUME specified can not be an empty string');
-      return { ...base, kind, paths };
+      return make<VolumeInstruction>(base, { paths });
     }
     case 'USER':
-      return { ...base, kind, user: exactlyOne(args, 'USER') };
+      return make<UserInstruction>(base, { user: exactlyOne(args, 'USER') });
     case 'WORKDIR':
-      return { ...base, kind, path: exactlyOne(args, 'WORKDIR') };
+      return make<WorkdirInstruction>(base, { path: exactlyOne(args, 'WORKDIR') });
     case 'STOPSIGNAL':
-      return { ...base, kind, signal: exactlyOne(args, 'STOPSIGNAL') };
+      return make<StopsignalInstruction>(base, { signal: exactlyOne(args, 'STOPSIGNAL') });
     case 'MAINTAINER':
       warn('MAINTAINER is deprecated; use LABEL org.opencontainers.image.authors=...');
-      return { ...base, kind, maintainer: exactlyOne(args, 'MAINTAINER') };
+      return make<MaintainerInstruction>(base, { maintainer: exactlyOne(args, 'MAINTAINER') });
     case 'ONBUILD': {
       atLeastOne(args, 'ONBUILD');
       const child = node.args[0];
@@ -655,7 +663,7 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       const childNode = typeof child === 'string' ? undefined : child;
       if (!childNode) throw new Failure('ONBUILD requires at least one argument');
       const triggerInstr = build({ ...childNode, startLine: node.startLine, endLine: node.endLine }, ctx, heredocs);
-      return { ...base, kind, expression, trigger: triggerInstr };
+      return make<OnbuildInstruction>(base, { expression, trigger: triggerInstr });
     }
   }
 }

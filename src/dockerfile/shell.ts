@@ -59,6 +59,12 @@ export function processWords(word: string, env: EnvInput, options?: ShellOptions
 
 /** Expands `word` and reports the result, its words and which variables were used. */
 export function expandWord(word: string, env: EnvInput, options: ShellOptions = {}): ExpansionResult {
+  if (!SPECIAL.test(word)) {
+    // Nothing to expand, unquote or unescape: the word is itself, split on whitespace.
+    const words = new Words();
+    words.addString(word);
+    return { result: word, words: words.get(), matched: new Set(), unmatched: new Set() };
+  }
   const lexer = new Lexer(word, toLookup(env), options);
   try {
     const [result, words] = lexer.processStopOn('', options.rawEscapes === true);
@@ -89,6 +95,8 @@ export function toLookup(env: EnvInput): (name: string) => string | undefined {
 }
 
 /** An expansion error before it names its word (a KeelError, should it ever escape). */
+const SPECIAL = /[$'"<\\`]/;
+
 class LexError extends KeelError {}
 
 const EOF_CHAR = '\ufffd'; // how Go prints the scanner's EOF rune in messages
@@ -485,7 +493,19 @@ function trimPrefixCps(pattern: string, cps: string[], greedy: boolean): string[
   return end < 0 ? cps : cps.slice(end);
 }
 
+/** The pattern's text when it has no wildcard (then plain string operations give the same result). */
+function literalOf(toks: Tok[]): string | undefined {
+  let s = '';
+  for (const t of toks) {
+    if (typeof t !== 'string') return undefined;
+    s += t;
+  }
+  return s;
+}
+
 function trimPrefix(pattern: string, value: string, greedy: boolean): string {
+  const lit = literalOf(compilePattern(pattern));
+  if (lit !== undefined) return value.startsWith(lit) ? value.slice(lit.length) : value;
   return trimPrefixCps(pattern, Array.from(value), greedy).join('');
 }
 
@@ -509,6 +529,8 @@ export function reversePattern(pattern: string): string {
 }
 
 function trimSuffix(pattern: string, value: string, greedy: boolean): string {
+  const lit = literalOf(compilePattern(pattern));
+  if (lit !== undefined) return value.endsWith(lit) ? value.slice(0, value.length - lit.length) : value;
   const rev = Array.from(value).reverse();
   return trimPrefixCps(reversePattern(pattern), rev, greedy).reverse().join('');
 }
@@ -562,6 +584,11 @@ function findLeftmostLongest(toks: Tok[], cps: string[], from: number): [number,
 }
 
 function replaceFirst(toks: Tok[], value: string, replacement: string): string {
+  const lit = literalOf(toks);
+  if (lit) {
+    const at = value.indexOf(lit);
+    return at < 0 ? value : value.slice(0, at) + replacement + value.slice(at + lit.length);
+  }
   const cps = Array.from(value);
   const m = findLeftmostLongest(toks, cps, 0);
   if (!m) return value;
@@ -606,6 +633,8 @@ function expandTemplate(template: string, match: string): string {
 
 /** Go's Regexp.ReplaceAllString: empty matches right after a match are not replaced. */
 function replaceAllMatches(toks: Tok[], value: string, replacement: string): string {
+  const lit = literalOf(toks);
+  if (lit) return value.includes(lit) ? value.split(lit).join(expandTemplate(replacement, lit)) : value;
   const cps = Array.from(value);
   let out = '';
   let lastEnd = 0;
