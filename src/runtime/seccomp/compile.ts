@@ -222,7 +222,9 @@ function toU64(v: U64 | undefined, fieldPath: string): bigint {
   return b;
 }
 
-function parseCond(arg: OciSyscall['args'] extends (infer A)[] | undefined ? A : never, fieldPath: string): Cond {
+type OciArg = NonNullable<OciSyscall['args']>[number];
+
+function parseCond(arg: OciArg, fieldPath: string): Cond {
   if (!arg || typeof arg !== 'object') throw new KeelError(`seccomp argument is not an object in ${fieldPath}`);
   const index = arg.index;
   if (!Number.isInteger(index) || index < 0 || index > 5) {

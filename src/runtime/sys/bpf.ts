@@ -78,7 +78,6 @@ export function loadDeviceProgram(insns: Buffer, license = 'Apache-2.0'): number
     const text = log.toString('utf8', 0, Math.max(0, log.indexOf(0))).trim().split('\n').slice(-3).join('; ');
     throw new KeelError(`loading the cgroup device BPF program failed: ${errText(errno)}${text ? `: ${text}` : ''}`);
   }
-  void insns; void lic; void log; // keep the buffers alive until after the call
   return rc;
 }
 
