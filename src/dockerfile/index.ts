@@ -33,6 +33,7 @@
  *       for a stage based on another stage use that stage's final scope `.fork()`.
  *     scope.step(instr)   → the instruction with its arguments expanded exactly where BuildKit
  *                           expands them; ENV and ARG update the scope. Feed instructions in order.
+ *                           (expandInstruction(instr, scope) is the same as a function.)
  *     scope.preview(instr), scope.expand(word), scope.get(name), scope.variables(),
  *     scope.imageEnv() (config Env), scope.runEnv() (RUN environment), scope.buildArgs().
  *   commandArgs(command, shell) → argv of RUN/CMD/ENTRYPOINT; runCommand(run, shell) → argv plus
@@ -66,7 +67,7 @@ export {
   processWord, processWords, expandWord, toLookup, type EnvInput, type ExpansionResult, type ShellOptions,
 } from './shell.js';
 export {
-  resolveStages, findStage, createScope, StageScope, commandArgs, runCommand, resolveWorkdir, copySource,
+  resolveStages, findStage, createScope, expandInstruction, StageScope, commandArgs, runCommand, resolveWorkdir, copySource,
   hostPlatform, EXPANDED_INSTRUCTIONS, PREDEFINED_ARGS, DEFAULT_SHELL,
   type BuildArgValue, type BuildPlan, type ResolveOptions, type RunPlan, type ScopeOptions, type Stage,
   type StageDependency, type StageRef,

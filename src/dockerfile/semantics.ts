@@ -481,6 +481,14 @@ export class StageScope {
   }
 }
 
+/**
+ * Expands one instruction in its stage's scope, as the builder runs it (same as `scope.step`):
+ * ENV and ARG also update the scope, so call it for every instruction of the stage, in order.
+ */
+export function expandInstruction<T extends Instruction>(instr: T, scope: StageScope): T {
+  return scope.step(instr);
+}
+
 /** A scope for a stage: pass the base image's config Env (or fork the parent stage's scope). */
 export function createScope(plan: BuildPlan, options: ScopeOptions = {}): StageScope {
   return StageScope.create(plan, options);
