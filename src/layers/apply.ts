@@ -36,6 +36,12 @@ export interface ApplyOptions {
   owners?: boolean;
   /** Restore extended attributes (default true). Ones the kernel refuses become warnings. */
   xattrs?: boolean;
+  /**
+   * A symlink met on the way to an entry (planted by this or a lower layer): 'refuse' the layer
+   * (default), or 'in-root': follow it as if the target were the root directory (absolute targets
+   * and '..' never leave it), which is what Docker's and containerd's chrooted extraction does.
+   */
+  parentSymlinks?: 'refuse' | 'in-root';
   /** Called for each warning (also returned in the result). */
   onWarning?: (message: string) => void;
   /** Name of the layer in messages (default "layer"). */
@@ -107,6 +113,51 @@ class Applier {
 
   private abs(rel: string): string {
     return rel === '' ? this.root : join(this.root, rel);
+  }
+
+  /**
+   * The real directory a (clean) directory path names: checked component by component, missing
+   * directories created when `create` (else undefined). A symlink on the way is refused, or in
+   * 'in-root' mode followed inside the root.
+   */
+  private resolveDir(rel: string, entry: string, create: boolean): string | undefined {
+    if (this.opts.parentSymlinks !== 'in-root') return this.ensureDir(rel, entry, create) ? rel : undefined;
+    const pending = rel === '' ? [] : rel.split('/');
+    const cur: string[] = [];
+    let links = 0;
+    while (pending.length) {
+      const comp = pending.shift()!;
+      if (comp === '' || comp === '.') continue;
+      if (comp === '..') { cur.pop(); continue; } // '..' stops at the root
+      const cand = cur.length ? `${cur.join('/')}/${comp}` : comp;
+      if (this.dirs.has(cand)) { cur.push(comp); continue; }
+      const abs = this.abs(cand);
+      let st: fs.Stats;
+      try {
+        st = fs.lstatSync(abs);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        if (!create) return undefined;
+        fs.mkdirSync(abs, 0o755);
+        fs.chmodSync(abs, 0o755);
+        this.created.add(cand);
+        this.dirs.add(cand);
+        cur.push(comp);
+        continue;
+      }
+      if (st.isDirectory()) {
+        this.dirs.add(cand);
+        cur.push(comp);
+      } else if (st.isSymbolicLink()) {
+        if (++links > 40) this.fail(entry, `too many levels of symlinks at ${JSON.stringify(cand)}`);
+        const target = fs.readlinkSync(abs);
+        if (target.startsWith('/')) cur.length = 0;
+        pending.unshift(...target.split('/'));
+      } else {
+        this.fail(entry, `${JSON.stringify(cand)} is not a directory`);
+      }
+    }
+    return cur.join('/');
   }
 
   /**
@@ -211,35 +262,36 @@ class Applier {
 
   async entry(e: TarEntry): Promise<void> {
     const h = e.header;
-    const rel = this.clean(e.rawPath, e.rawPath);
-    const slash = rel.lastIndexOf('/');
-    const base = slash < 0 ? rel : rel.slice(slash + 1);
-    const parent = this.parentOf(rel);
+    const cleaned = this.clean(e.rawPath, e.rawPath);
+    const slash = cleaned.lastIndexOf('/');
+    const base = slash < 0 ? cleaned : cleaned.slice(slash + 1);
+    const parentPath = this.parentOf(cleaned);
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       if (h.type === 'dir') this.fail(e.rawPath, 'whiteout must not be a directory');
       if (base === OPAQUE_WHITEOUT) {
-        this.ensureDir(parent, e.rawPath, true);
-        this.prune(parent);
+        this.prune(this.resolveDir(parentPath, e.rawPath, true)!);
         return;
       }
       if (base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return; // other aufs metadata: ignored
       const name = base.slice(WHITEOUT_PREFIX.length);
       if (name === '' || name === '.' || name === '..') this.fail(e.rawPath, 'invalid whiteout');
+      const parent = this.resolveDir(parentPath, e.rawPath, false);
+      if (parent === undefined) return;
       const victim = parent ? `${parent}/${name}` : name;
       if (this.created.has(victim)) return; // whiteouts only hide lower layers' files
-      if (!this.ensureDir(parent, e.rawPath, false)) return;
       this.remove(victim);
       return;
     }
 
-    if (rel === '') {
+    if (cleaned === '') {
       if (h.type !== 'dir') this.fail(e.rawPath, 'the root of a layer can only be a directory');
       this.directoryMeta('', h, e.rawPath);
       return;
     }
 
-    this.ensureDir(parent, e.rawPath, true);
+    const parent = this.resolveDir(parentPath, e.rawPath, true)!;
+    const rel = parent ? `${parent}/${base}` : base;
     const abs = this.abs(rel);
     this.created.add(rel);
 
@@ -295,8 +347,11 @@ class Applier {
         // A hardlink names another archive member; a leading '/' means the archive's root.
         const target = this.clean(raw.replace(/^\/+/, ''), e.rawPath, 'hardlink target');
         if (target === '' || target === rel) this.fail(e.rawPath, `invalid hardlink target ${JSON.stringify(raw)}`);
-        if (!this.ensureDir(this.parentOf(target), e.rawPath, false)) this.fail(e.rawPath, `hardlink target ${JSON.stringify(raw)} does not exist`);
-        const tabs = this.abs(target);
+        const tparent = this.resolveDir(this.parentOf(target), e.rawPath, false);
+        if (tparent === undefined) this.fail(e.rawPath, `hardlink target ${JSON.stringify(raw)} does not exist`);
+        const tbase = target.slice(target.lastIndexOf('/') + 1);
+        const tabs = this.abs(tparent ? `${tparent}/${tbase}` : tbase);
+        if (tabs === abs) this.fail(e.rawPath, `invalid hardlink target ${JSON.stringify(raw)}`);
         let tst: fs.Stats;
         try {
           tst = fs.lstatSync(tabs);
@@ -348,7 +403,16 @@ class Applier {
   finish(): void {
     for (let i = this.dirTimes.length - 1; i >= 0; i--) {
       const [rel, mtime] = this.dirTimes[i]!;
-      if (!this.ensureDir(this.parentOf(rel), rel, false)) continue;
+      // The path is real (resolved when the entry was applied); skip it if that changed since
+      // (a later entry of the layer replaced a directory on the way with something else).
+      let same: boolean;
+      try {
+        same = this.resolveDir(this.parentOf(rel), rel, false) === this.parentOf(rel);
+      } catch (err) {
+        if (!(err instanceof KeelError)) throw err;
+        same = false;
+      }
+      if (!same) continue;
       try {
         const st = fs.lstatSync(this.abs(rel));
         if (st.isDirectory()) fs.lutimesSync(this.abs(rel), mtime, mtime);

@@ -36,7 +36,7 @@ function listing(dir: string): string[] {
 type Layer = (RawEntry | Buffer)[];
 
 /** Applies layers in order to a fresh target; returns the error message of the first refused one. */
-async function attempt(layers: Layer[], opts: { devices?: 'create' | 'skip' | 'refuse' } = {}): Promise<{ target: string; error?: string; refusedLayer?: number }> {
+async function attempt(layers: Layer[], opts: { devices?: 'create' | 'skip' | 'refuse'; parentSymlinks?: 'refuse' | 'in-root' } = {}): Promise<{ target: string; error?: string; refusedLayer?: number }> {
   const target = join(base, `target-${++counter}`);
   const beforeOutside = await snapshot(outside);
   const beforeList = listing(base);
@@ -100,6 +100,21 @@ for (const [name, layers, expected] of refused) {
     assert.match(r.error, expected);
   });
 }
+
+test('in-root mode: writes through planted symlinks land where a chroot would put them, never outside', async () => {
+  const r = await attempt([
+    [symlink('abs', outside), symlink('rel', '../../../outside'), dir('a/'), symlink('a/up', '../..'), symlink('loop1', 'loop2'), symlink('loop2', 'loop1')],
+    [file('abs/secret', 'via absolute'), file('rel/secret', 'via relative'), file('a/up/escaped', 'clamped'), file('.wh.nothing', '')],
+    [file('abs/.wh.secret', ''), hardlink('hl', 'rel/secret')],
+  ], { parentSymlinks: 'in-root' });
+  assert.equal(r.error, undefined);
+  assert.ok(!fs.existsSync(join(r.target, outside, 'secret')), 'whiteout through the in-root symlink removed the in-root file');
+  assert.equal(fs.readFileSync(join(r.target, 'outside', 'secret'), 'utf8'), 'via relative');
+  assert.equal(fs.readFileSync(join(r.target, 'escaped'), 'utf8'), 'clamped');
+  assert.equal(fs.statSync(join(r.target, 'hl')).ino, fs.statSync(join(r.target, 'outside', 'secret')).ino);
+  const loop = await attempt([[symlink('loop1', 'loop2'), symlink('loop2', 'loop1'), file('loop1/x')]], { parentSymlinks: 'in-root' });
+  assert.match(loop.error!, /too many levels of symlinks/);
+});
 
 test('a file entry over a symlink planted earlier replaces the symlink instead of writing through it', async () => {
   const r = await attempt([[symlink('f', `${outside}/secret`), symlink('rel', '../outside/secret')], [file('f'), file('rel')]]);

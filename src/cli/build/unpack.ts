@@ -17,6 +17,7 @@ export class UnpackCommand extends KeelCommand {
   platform = Option.String('--platform', { description: 'OS/ARCH[/VARIANT] to pick from a multi-platform image (default: this machine)' });
   skipDevices = Option.Boolean('--skip-devices', false, { description: 'skip device nodes instead of refusing them when not privileged' });
   terminal = Option.Boolean('--terminal', false, { description: 'set process.terminal in config.json' });
+  inRoot = Option.Boolean('--follow-symlinks-in-root', false, { description: 'follow symlinks that layers write through as if the rootfs were / (Docker\'s behaviour) instead of refusing the image' });
 
   async run(): Promise<void> {
     const { unpackImage, parseLayoutRef } = await import('../../layers/index.js');
@@ -34,6 +35,7 @@ export class UnpackCommand extends KeelCommand {
       apply: {
         ...(this.rootless ? { owners: false } : {}),
         ...(this.skipDevices ? { devices: 'skip' as const } : {}),
+        ...(this.inRoot ? { parentSymlinks: 'in-root' as const } : {}),
       },
     });
     for (const w of result.warnings) this.context.stderr.write(`warning: ${w}\n`);
