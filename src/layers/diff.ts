@@ -69,6 +69,18 @@ export function devMinor(rdev: number): number {
   return Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
 }
 
+/** lstat that names the problem when a file name is not UTF-8 (Node cannot address it by string). */
+function lstatChecked(abs: string): fs.Stats {
+  try {
+    return fs.lstatSync(abs);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && abs.includes('\uFFFD')) {
+      throw new KeelError(`${abs}: file name is not valid UTF-8; keel cannot archive it`);
+    }
+    throw err;
+  }
+}
+
 function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -185,7 +197,7 @@ class Walker {
     for (const name of fs.readdirSync(abs).sort(byName)) {
       const r = rel ? `${rel}/${name}` : name;
       const a = join(abs, name);
-      const st = fs.lstatSync(a);
+      const st = lstatChecked(a);
       const change = this.entry(r, a, st, this.kept(this.rawXattrs(a)));
       if (!change) continue;
       yield change;
@@ -235,7 +247,7 @@ export async function* changesFromUpper(upper: string, opts: WalkOptions = {}): 
     const items: { name: string; key: string; st: fs.Stats; raw: Record<string, Buffer> | undefined; whiteout: boolean }[] = [];
     for (const name of fs.readdirSync(abs)) {
       const a = join(abs, name);
-      const st = fs.lstatSync(a);
+      const st = lstatChecked(a);
       const raw = w.rawXattrs(a);
       const isWhiteoutDev = st.isCharacterDevice() && st.rdev === 0;
       const isXattrWhiteout = st.isFile() && overlayXattr(raw, 'whiteout') !== undefined;
@@ -312,7 +324,7 @@ export async function* changesFromDiff(lower: string, upper: string, opts: WalkO
         continue;
       }
       const ua = join(uabs, it.name);
-      const us = fs.lstatSync(ua);
+      const us = lstatChecked(ua);
       const ux = w.kept(w.rawXattrs(ua));
       if (!lnames.has(it.name)) {
         const change = w.entry(r, ua, us, ux);
