@@ -679,18 +679,24 @@ export function instructionFromNode(node: AstNode, options: { file?: string; war
   }
 }
 
-function parseCheckDirective(value: string | undefined, file: string, line: number, warnings: ParseWarning[]) {
+/** The `# check=` directive: `skip=A,B|all`, `error=BOOL`, `experimental=...`, `;`-separated. */
+function parseCheckDirective(value: string | undefined, file: string, line: number) {
   const checks = { skip: [] as string[], error: false };
-  if (value === undefined) return checks;
-  for (const part of value.split(';')) {
-    const t = trimSpace(part);
-    if (t === '') continue;
-    const i = t.indexOf('=');
-    const key = (i < 0 ? t : t.slice(0, i)).trim().toLowerCase();
-    const v = i < 0 ? '' : t.slice(i + 1).trim();
-    if (key === 'skip') checks.skip.push(...v.split(',').map((s) => s.trim()).filter((s) => s !== ''));
-    else if (key === 'error' && /^(true|false|1|0)$/i.test(v)) checks.error = /^(true|1)$/i.test(v);
-    else warnings.push({ file, line, message: `ignoring invalid check directive part ${goQuote(t)}` });
+  const v = trimSpace(value ?? '');
+  if (v === '') return checks;
+  for (const part of v.split(';').slice(0, 3)) {
+    const eq = part.indexOf('=');
+    if (eq < 0) throw new DockerfileError(file, line, `invalid check option ${goQuote(part)}`);
+    const key = trimSpace(part.slice(0, eq));
+    const val = trimSpace(part.slice(eq + 1));
+    if (key === 'skip') checks.skip.push(...(val === 'all' ? ['all'] : val.split(',').map(trimSpace)));
+    else if (key === 'error') {
+      const b = ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(val) ? true : ['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(val) ? false : undefined;
+      if (b === undefined) throw new DockerfileError(file, line, `failed to parse check option ${goQuote(part)}: invalid syntax`);
+      checks.error = b;
+    } else if (key !== 'experimental') {
+      throw new DockerfileError(file, line, `invalid check option ${goQuote(key)}`);
+    }
   }
   return checks;
 }
@@ -724,7 +730,7 @@ export function parseDockerfile(text: string, options: ParseOptions = {}): Docke
     escapeToken: ast.escapeToken,
     directives: ast.directives,
     syntax: ast.directives.find((d) => d.name === 'syntax')?.value,
-    checks: parseCheckDirective(check?.value, file, check?.line ?? 0, warnings),
+    checks: parseCheckDirective(check?.value, file, check?.line ?? 0),
     instructions,
     ast,
     warnings,

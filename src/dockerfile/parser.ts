@@ -77,8 +77,8 @@ export interface ParseOptions {
 }
 
 const VALID_DIRECTIVES = new Set(['syntax', 'escape', 'check']);
-// Go's `\s` is [\t\n\f\r ] and its `.` is anything but \n.
-const RE_DIRECTIVE = /^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*([^\n]+?)[\t\n\f\r ]*$/;
+// After `#` and any whitespace: Go's `\s` is [\t\n\f\r ] and its `.` is anything but \n.
+const RE_DIRECTIVE = /^([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*([^\n]+?)[\t\n\f\r ]*$/;
 const RE_HEREDOC = /^([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)$/;
 
 /** Instructions whose arguments may hold heredocs. */
@@ -97,7 +97,7 @@ class DirectiveState {
   /** Looks at a line (newline and, for first lines, leading space removed) for a directive. */
   check(line: string, lineNo: number): void {
     if (this.done) return;
-    const m = RE_DIRECTIVE.exec(line);
+    const m = line.startsWith('#') ? RE_DIRECTIVE.exec(trimLeftSpace(line.slice(1))) : null;
     if (!m) {
       this.done = true;
       return;

@@ -118,6 +118,7 @@ test('the check and syntax directives are reported', () => {
   const df = parseDockerfile('# syntax=docker/dockerfile:1.7\n# check=skip=JSONArgsRecommended,StageNameCasing;error=true\nFROM a');
   assert.equal(df.syntax, 'docker/dockerfile:1.7');
   assert.deepEqual(df.checks, { skip: ['JSONArgsRecommended', 'StageNameCasing'], error: true });
+  assert.deepEqual(parseDockerfile('# check=skip=all\nFROM a').checks, { skip: ['all'], error: false });
 });
 
 const errorCases: [string, string][] = [
@@ -158,6 +159,8 @@ const errorCases: [string, string][] = [
   ['FROM a\nONBUILD ONBUILD RUN x', "Dockerfile:2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"],
   ['FROM a\nONBUILD FROM x', "Dockerfile:2: FROM isn't allowed as an ONBUILD trigger"],
   ['FROM a\nONBUILD', 'Dockerfile:2: ONBUILD requires at least one argument'],
+  ['# check=bogus\nFROM a', 'Dockerfile:1: invalid check option "bogus"'],
+  ['# check=error=maybe\nFROM a', 'Dockerfile:1: failed to parse check option "error=maybe": invalid syntax'],
 ];
 
 test('instruction errors are one line with file:line and what is wrong', () => {
