@@ -205,9 +205,9 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       if (step === MARK_READY) break;
       if (step === MARK_PIVOT) {
         const s = { ...toState(ctx, rec), status: 'creating' as const, pid };
-        runHooks('prestart', hooks.prestart, s);
-        runHooks('createRuntime', hooks.createRuntime, s);
-        runHooks('createContainer', hooks.createContainer, s);
+        await runHooks('prestart', hooks.prestart, s);
+        await runHooks('createRuntime', hooks.createRuntime, s);
+        await runHooks('createContainer', hooks.createContainer, s);
         c.write(goW, one, 1);
         continue;
       }
@@ -254,7 +254,7 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
     if (status === 'stopped') throw new KeelError(`cannot start a container that has stopped: ${id}`);
     if (status !== 'created') throw new KeelError(`cannot start an already running container: ${id}`);
     const config = rec.config as Spec;
-    runHooks('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec));
+    await runHooks('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec));
     const fifo = st.fifo(id);
     let fd: number;
     try {
@@ -264,7 +264,7 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
     }
     try { writeSync(fd, Buffer.from([0])); } finally { closeSync(fd); }
     unlinkSync(fifo);
-    try { runHooks('poststart', config.hooks?.poststart, runtimeState(ctx, rec)); } catch (err) { ctx.warn?.((err as Error).message); }
+    try { await runHooks('poststart', config.hooks?.poststart, runtimeState(ctx, rec)); } catch (err) { ctx.warn?.((err as Error).message); }
   });
 }
 
@@ -344,9 +344,9 @@ function waitGone(rec: ContainerRecord, timeoutMs = 10_000): void {
 }
 
 /** Removes what the container owns, running its poststop hooks. */
-function destroy(ctx: RuntimeContext, rec: ContainerRecord): void {
+async function destroy(ctx: RuntimeContext, rec: ContainerRecord): Promise<void> {
   const config = rec.config as Spec;
-  try { runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }); } catch (err) { ctx.warn?.((err as Error).message); }
+  try { await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }); } catch (err) { ctx.warn?.((err as Error).message); }
   store(ctx).remove(rec.id);
 }
 
@@ -369,7 +369,7 @@ export async function remove(ctx: RuntimeContext, id: string, opts: { force?: bo
       try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
       waitGone(rec);
     }
-    destroy(ctx, rec);
+    await destroy(ctx, rec);
   });
 }
 
@@ -384,16 +384,16 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   const c = libc();
   const { rec, config } = spawned;
   try {
-    runHooks('startContainer', config.hooks?.startContainer, toState(ctx, rec));
+    await runHooks('startContainer', config.hooks?.startContainer, toState(ctx, rec));
   } catch (err) {
     try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
     c.waitpid(rec.pid, new Int32Array(1), 0);
-    destroy(ctx, rec);
+    await destroy(ctx, rec);
     throw err;
   }
   c.write(spawned.startFd, new Uint8Array([0]), 1);
   c.close(spawned.startFd);
-  try { runHooks('poststart', config.hooks?.poststart, toState(ctx, rec)); } catch (err) { ctx.warn?.((err as Error).message); }
+  try { await runHooks('poststart', config.hooks?.poststart, toState(ctx, rec)); } catch (err) { ctx.warn?.((err as Error).message); }
   if (opts.detach) return 0;
 
   const handlers = FORWARDED.map((sig) => {

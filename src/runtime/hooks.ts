@@ -1,12 +1,14 @@
 // Runtime-spec hooks run by the runtime: state JSON on stdin, args, env, timeout.
-import { spawnSync } from 'node:child_process';
 import type { Hook } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 
 export type HookKind = 'prestart' | 'createRuntime' | 'createContainer' | 'startContainer' | 'poststart' | 'poststop';
 
 /** Runs the hooks of one kind in order; the first failure throws (the caller decides if it is fatal). */
-export function runHooks(kind: HookKind, hooks: Hook[] | undefined, state: object): void {
+export async function runHooks(kind: HookKind, hooks: Hook[] | undefined, state: object): Promise<void> {
+  if (!hooks?.length) return;
+  // Loaded only when there are hooks: child_process costs milliseconds at every start otherwise.
+  const { spawnSync } = await import('node:child_process');
   for (const [i, hook] of (hooks ?? []).entries()) {
     const args = hook.args && hook.args.length > 0 ? hook.args : [hook.path];
     const r = spawnSync(hook.path, args.slice(1), {

@@ -204,6 +204,16 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     }
     p.sys(S.chdir, [str('/')], { what: 'chdir /' });
     if (rootProp !== undefined) p.sys(S.mount, [0, str('/'), 0, rootProp, 0], { what: `set rootfs propagation ${linux.rootfsPropagation}` });
+    // sysctls, through the container's /proc, before readonlyPaths make /proc/sys read-only (as runc).
+    for (const [key, value] of Object.entries(linux.sysctl ?? {})) {
+      const path = '/proc/sys/' + key.replaceAll('.', '/');
+      const fd = p.cell();
+      const v = Buffer.from(value);
+      p.sys(S.openat, [AT_FDCWD, str(path), O.WRONLY | O.CLOEXEC, 0], { what: `open sysctl ${key}`, store: fd });
+      p.sys(S.write, [{ load: fd }, p.bytes(v), v.length], { what: `write sysctl ${key}=${value}` });
+      p.sys(S.close, [{ load: fd }], { what: 'close' });
+    }
+
     for (const path of linux.maskedPaths ?? []) {
       // A file gets /dev/null bound over it; where that fails (a directory: ENOTDIR), an empty
       // read-only tmpfs; a path that does not exist (ENOENT on both) is left alone.
@@ -225,16 +235,6 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
       p.sys(S.chroot, [str(rootfs)], { what: `chroot to the rootfs ${rootfs} (no mount namespace)` });
       p.sys(S.chdir, [str('/')], { what: 'chdir /' });
     }
-  }
-
-  // 5. sysctls, written through the container's /proc.
-  for (const [key, value] of Object.entries(linux.sysctl ?? {})) {
-    const path = '/proc/sys/' + key.replaceAll('.', '/');
-    const fd = p.cell();
-    const v = Buffer.from(value);
-    p.sys(S.openat, [AT_FDCWD, str(path), O.WRONLY | O.CLOEXEC, 0], { what: `open sysctl ${key}`, store: fd });
-    p.sys(S.write, [{ load: fd }, p.bytes(v), v.length], { what: `write sysctl ${key}=${value}` });
-    p.sys(S.close, [{ load: fd }], { what: 'close' });
   }
 
   // 6. Console: a new pty whose master goes to the console socket; its slave becomes stdio.
@@ -279,7 +279,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   p.setU32(data + 12n, hi(effective)); p.setU32(data + 16n, hi(permitted)); p.setU32(data + 20n, hi(inheritable));
   p.sys(S.capset, [hdr, data], { what: 'capset' });
   for (let cap = 0; cap <= 63; cap++) {
-    if (ambient & (1n << BigInt(cap))) p.sys(S.prctl, [PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0], { what: `raise ambient capability ${cap}` });
+    if (ambient & (1n << BigInt(cap))) p.sys(S.prctl, [PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0], { what: `raise ambient capability ${cap}`, tolerate: 1 /* EPERM: not in permitted and inheritable; runc ignores it too */ });
   }
   p.sys(S.umask, [user.umask ?? 0o022], { what: 'umask' });
   p.sys(S.chdir, [str(proc.cwd)], { what: `chdir to cwd ${proc.cwd}` });
