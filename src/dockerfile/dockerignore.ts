@@ -381,23 +381,26 @@ function entryType(st: Stats): ContextEntry['type'] {
 export async function* walkContext(contextDir: string, ignore: DockerIgnore = DockerIgnore.empty()): AsyncGenerator<ContextEntry> {
   const pending: ContextEntry[] = [];
   async function* walk(absDir: string, relDir: string): AsyncGenerator<ContextEntry> {
-    const names = (await readdir(absDir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (const name of names) {
-      const rel = relDir === '' ? name : relDir + '/' + name;
-      const abs = join(absDir, name);
-      const stats = await lstat(abs);
-      const entry: ContextEntry = { path: rel, absPath: abs, type: entryType(stats), stats };
-      const ignored = ignore.ignores(rel);
-      if (!ignored) {
-        yield* pending.splice(0);
-        yield entry;
-        if (entry.type === 'directory') yield* walk(abs, rel);
-      } else if (entry.type === 'directory' && ignore.mustWalk(rel)) {
+    const dirents = await readdir(absDir, { withFileTypes: true });
+    const sorted = dirents.map((d) => ({ d, key: Buffer.from(d.name) })).sort((a, b) => Buffer.compare(a.key, b.key));
+    for (const { d } of sorted) {
+      const rel = relDir === '' ? d.name : relDir + '/' + d.name;
+      const abs = join(absDir, d.name);
+      if (ignore.ignores(rel)) {
+        // Excluded: skipped without even a stat, unless an exception may re-include something inside.
+        if (!d.isDirectory() || !ignore.mustWalk(rel)) continue;
+        const entry: ContextEntry = { path: rel, absPath: abs, type: 'directory', stats: await lstat(abs) };
         pending.push(entry);
         yield* walk(abs, rel);
         const at = pending.indexOf(entry);
         if (at >= 0) pending.splice(at);
+        continue;
       }
+      const stats = await lstat(abs);
+      const entry: ContextEntry = { path: rel, absPath: abs, type: entryType(stats), stats };
+      yield* pending.splice(0);
+      yield entry;
+      if (entry.type === 'directory') yield* walk(abs, rel);
     }
   }
   yield* walk(contextDir, '');

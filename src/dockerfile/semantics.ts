@@ -261,8 +261,9 @@ export function resolveStages(df: Dockerfile, options: ResolveOptions = {}): Bui
   for (const s of order) s.reachable = true;
   for (const s of stages) visit(s, false);
 
-  const predefined = new Set(PREDEFINED_ARGS);
-  const unusedBuildArgs = [...buildArgs.keys()].filter((k) => !declared.has(k) && !predefined.has(k)).sort();
+  // Proxy args, BUILDKIT_* settings and SOURCE_DATE_EPOCH are consumed without an ARG.
+  const predefined = new Set([...PREDEFINED_ARGS, 'SOURCE_DATE_EPOCH']);
+  const unusedBuildArgs = [...buildArgs.keys()].filter((k) => !declared.has(k) && !predefined.has(k) && !k.startsWith('BUILDKIT_')).sort();
 
   return { dockerfile: df, globalArgs, buildArgs, stages, target, order, unusedBuildArgs };
 }
