@@ -36,6 +36,8 @@
  *                           (expandInstruction(instr, scope) is the same as a function.)
  *     scope.preview(instr), scope.expand(word), scope.get(name), scope.variables(),
  *     scope.imageEnv() (config Env), scope.runEnv() (RUN environment), scope.buildArgs().
+ *   resolveStageRef(plan, value) → stage or image a (expanded) COPY --from / mount from= names;
+ *       stage.dependencies also lists them, keyed by the unexpanded instruction objects.
  *   commandArgs(command, shell) → argv of RUN/CMD/ENTRYPOINT; runCommand(run, shell) → argv plus
  *       an inline executable for `RUN <<EOF` scripts with a shebang; resolveWorkdir(cwd, path).
  *
@@ -67,7 +69,7 @@ export {
   processWord, processWords, expandWord, toLookup, type EnvInput, type ExpansionResult, type ShellOptions,
 } from './shell.js';
 export {
-  resolveStages, findStage, createScope, expandInstruction, StageScope, commandArgs, runCommand, resolveWorkdir, copySource,
+  resolveStages, findStage, resolveStageRef, createScope, expandInstruction, StageScope, commandArgs, runCommand, resolveWorkdir,
   hostPlatform, EXPANDED_INSTRUCTIONS, PREDEFINED_ARGS, DEFAULT_SHELL,
   type BuildArgValue, type BuildPlan, type ResolveOptions, type RunPlan, type ScopeOptions, type Stage,
   type StageDependency, type StageRef,

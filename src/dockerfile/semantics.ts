@@ -12,12 +12,13 @@
 import { DockerfileError, ExpansionError } from './errors.js';
 import {
   parseMount, MountError,
-  type ArgDefinition, type ArgInstruction, type CommandLine, type CopyInstruction, type Dockerfile,
+  type ArgDefinition, type ArgInstruction, type CommandLine, type Dockerfile,
   type FromInstruction, type Instruction, type KeyValue, type RunInstruction, type SourceContent,
 } from './instructions.js';
 import { chompHeredocContent, parseHeredocWord } from './parser.js';
 import { expandWord, type EnvInput } from './shell.js';
 import { cleanPath, goQuote } from './text.js';
+import { KeelError } from '../util/errors.js';
 
 /** Instructions whose arguments the builder expands (see the module comment). */
 export const EXPANDED_INSTRUCTIONS: readonly Instruction['kind'][] = [
@@ -537,9 +538,17 @@ export function resolveWorkdir(current: string, path: string): string {
   return path.startsWith('/') ? cleanPath(path) : cleanPath('/' + (current || '/') + '/' + path);
 }
 
-/** The copy sources of a COPY, resolved: the build context, a stage, or an image. */
-export function copySource(plan: BuildPlan, stage: Stage, copy: CopyInstruction): StageRef | { kind: 'context' } {
-  if (copy.from === undefined) return { kind: 'context' };
-  const dep = stage.dependencies.find((d) => d.instruction === copy);
-  return dep ? dep.ref : { kind: 'context' };
+/**
+ * What a `COPY --from=` (or, with `index: false`, a `RUN --mount from=`) value refers to: a stage
+ * by name (case-insensitive) or index, else an image. Pass the expanded value (scope.step expands
+ * COPY --from with the global ARGs). Throws a KeelError for an index out of range.
+ */
+export function resolveStageRef(plan: BuildPlan, value: string, options: { index?: boolean } = {}): StageRef {
+  if (options.index !== false && /^[+-]?[0-9]+$/.test(value)) {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 0 || n >= plan.stages.length) throw new KeelError(`invalid stage index ${value}`);
+    return { kind: 'stage', index: n };
+  }
+  const s = findStage(plan, value);
+  return s ? { kind: 'stage', index: s.index } : { kind: 'image', ref: value };
 }

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  parseDockerfile, resolveStages, createScope, runCommand, commandArgs, resolveWorkdir, DockerfileError,
+  parseDockerfile, resolveStages, resolveStageRef, createScope, runCommand, commandArgs, resolveWorkdir, DockerfileError,
   type Instruction, type BuildPlan, type Stage, type StageScope,
 } from '../../src/dockerfile/index.js';
 
@@ -134,6 +134,11 @@ test('stages are referenced by name (case-insensitive) or index; dependencies an
   assert.deepEqual(p.order.map((s) => s.name), ['base', 'tools', 'deps', 'final']);
   assert.deepEqual(p.stages.map((s) => s.reachable), [true, true, true, true, false]);
   assert.equal(plan(text).target.name, 'unrelated', 'the last stage is the default target');
+  assert.deepEqual(resolveStageRef(p, 'Tools'), { kind: 'stage', index: 2 });
+  assert.deepEqual(resolveStageRef(p, '1'), { kind: 'stage', index: 1 });
+  assert.deepEqual(resolveStageRef(p, '1', { index: false }), { kind: 'image', ref: '1' });
+  assert.deepEqual(resolveStageRef(p, 'alpine:3'), { kind: 'image', ref: 'alpine:3' });
+  assert.throws(() => resolveStageRef(p, '9'), /invalid stage index 9/);
   assert.deepEqual(plan(text).order.map((s) => s.name), ['unrelated']);
 });
 
