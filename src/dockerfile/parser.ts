@@ -77,9 +77,41 @@ export interface ParseOptions {
 }
 
 const VALID_DIRECTIVES = new Set(['syntax', 'escape', 'check']);
-// After `#` and any whitespace: Go's `\s` is [\t\n\f\r ] and its `.` is anything but \n.
-const RE_DIRECTIVE = /^([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*([^\n]+?)[\t\n\f\r ]*$/;
-const RE_HEREDOC = /^([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)$/;
+
+/** Go's regexp `\s`: [\t\n\f\r ]. */
+function isGoSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d;
+}
+
+/**
+ * BuildKit's directive syntax after `#` and leading whitespace, `NAME \s* = \s* VALUE \s*`, matched
+ * by hand (the equivalent lazy regular expression is quadratic on long runs of spaces).
+ */
+function matchDirective(s: string): [name: string, value: string] | undefined {
+  const key = /^[a-zA-Z][a-zA-Z0-9]*/.exec(s);
+  if (!key) return undefined;
+  let i = key[0].length;
+  while (i < s.length && isGoSpace(s.charCodeAt(i))) i++;
+  if (s[i] !== '=') return undefined;
+  i++;
+  const afterEq = i;
+  while (i < s.length && isGoSpace(s.charCodeAt(i))) i++;
+  if (s.indexOf('\n', afterEq) >= 0) return undefined; // `.` never matches a newline
+  if (i === s.length) return i > afterEq ? [key[0], s[i - 1]] : undefined; // the value is then one space
+  let j = s.length;
+  while (j > i && isGoSpace(s.charCodeAt(j - 1))) j--;
+  return [key[0], s.slice(i, j)];
+}
+
+/** BuildKit's heredoc word `^(\d*)<<(-?)\s*([^<]*)$`, matched by hand (linear). */
+function matchHeredoc(s: string): [fd: string, chomp: string, rest: string] | undefined {
+  const head = /^([0-9]*)<<(-?)/.exec(s);
+  if (!head) return undefined;
+  let i = head[0].length;
+  if (s.indexOf('<', i) >= 0) return undefined;
+  while (i < s.length && isGoSpace(s.charCodeAt(i))) i++;
+  return [head[1], head[2], s.slice(i)];
+}
 
 /** Instructions whose arguments may hold heredocs. */
 const HEREDOC_INSTRUCTIONS = new Set(['add', 'copy', 'run']);
@@ -97,12 +129,12 @@ class DirectiveState {
   /** Looks at a line (newline and, for first lines, leading space removed) for a directive. */
   check(line: string, lineNo: number): void {
     if (this.done) return;
-    const m = line.startsWith('#') ? RE_DIRECTIVE.exec(trimLeftSpace(line.slice(1))) : null;
+    const m = line.startsWith('#') ? matchDirective(trimLeftSpace(line.slice(1))) : undefined;
     if (!m) {
       this.done = true;
       return;
     }
-    const name = m[1].toLowerCase();
+    const name = m[0].toLowerCase();
     if (!VALID_DIRECTIVES.has(name)) {
       this.done = true;
       return;
@@ -110,10 +142,10 @@ class DirectiveState {
     if (this.seen.has(name)) throw new ParseFailure(`only one ${name} parser directive can be used`);
     this.seen.add(name);
     if (name === 'escape') {
-      if (m[2] !== '`' && m[2] !== '\\') throw new ParseFailure(`invalid escape token '${m[2]}' does not match \` or \\`);
-      this.escape = m[2];
+      if (m[1] !== '`' && m[1] !== '\\') throw new ParseFailure(`invalid escape token '${m[1]}' does not match \` or \\`);
+      this.escape = m[1];
     }
-    this.list.push({ name: name as ParserDirective['name'], value: m[2], line: lineNo });
+    this.list.push({ name: name as ParserDirective['name'], value: m[1], line: lineNo });
   }
 }
 
@@ -468,11 +500,11 @@ function canContainHeredoc(node: AstNode): boolean {
  * words that are not heredocs; throws ParseFailure for malformed ones.
  */
 function heredocFromWord(src: string): Omit<Heredoc, 'content'> | undefined {
-  const m = RE_HEREDOC.exec(src);
+  const m = matchHeredoc(src);
   if (!m) return undefined;
-  const fd = m[1] === '' ? 0 : Number(m[1]);
-  const chomp = m[2] === '-';
-  const rest = m[3];
+  const fd = m[0] === '' ? 0 : Number(m[0]);
+  const chomp = m[1] === '-';
+  const rest = m[2];
   if (rest === '') return undefined;
   let words: string[];
   let raw: string[];

@@ -181,8 +181,14 @@ test('random bytes and pathological shapes only ever raise one-line KeelErrors',
     'FROM a\nCOPY ' + '<<EOF '.repeat(2000) + '/d\n',
     'FROM a\nRUN ' + 'x'.repeat(1 << 20),
     'FROM a\nLABEL ' + 'k=v '.repeat(20000),
+    '# syntax=' + ' '.repeat(200000) + 'x\nFROM a',
+    '# escape=' + ' \t'.repeat(100000) + '\nFROM a',
+    'FROM a\nRUN <<' + ' '.repeat(200000) + '<',
+    'FROM a\nCOPY 3<<-' + '\t'.repeat(200000) + '<x /d',
   ]) {
+    const t0 = Date.now();
     exercise(shape);
+    assert.ok(Date.now() - t0 < 2000, `${JSON.stringify(shape.slice(0, 40))}... took ${Date.now() - t0} ms`);
   }
 });
 
