@@ -25,6 +25,8 @@ export interface CreateOptions {
   noPivot?: boolean;
   noNewKeyring?: boolean;
   preserveFds?: number;
+  /** Library use: fds to give the container as stdin, stdout, stderr instead of the runtime's own. */
+  stdio?: [number, number, number];
 }
 
 export interface ContainerState extends State {
@@ -156,7 +158,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     const init = compileInit(config, {
       rootfs, errFd: lifted?.e ?? errW, goFd: lifted?.g ?? goR, startFd: lifted?.s ?? childStartFd,
       consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot,
-      preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync,
+      preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync, stdio: opts.stdio,
     });
     if (init.parentJoins.length) throw new KeelError(`joining an existing ${init.parentJoins[0]!.type} namespace is not supported yet`);
 

@@ -51,6 +51,8 @@ export interface InitOptions {
   syncBeforePivot?: boolean;
   noPivot?: boolean;
   preserveFds?: number;
+  /** fds to install as the container's stdin, stdout, stderr (default: the runtime's own). */
+  stdio?: number[];
   /** fds (our own pipes) that must stay open in the child until it execs. */
   internalFds: number[];
 }
@@ -149,6 +151,9 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   }
 
   // 2. File descriptors: stdio and preserved fds are inherited, everything else closes on exec.
+  (opts.stdio ?? []).forEach((fd, i) => {
+    if (fd !== i) p.sys(S.dup3, [fd, i, 0], { what: `set up stdio fd ${i}` });
+  });
   const preserve = opts.preserveFds ?? 0;
   for (let fd = 0; fd < 3 + preserve; fd++) p.sys(S.fcntl, [fd, F_SETFD, 0], { what: `keep fd ${fd}`, tolerate: 9 /* EBADF */ });
   p.sys(S.close_range, [3 + preserve, 0xffffffff, CLOSE_RANGE_CLOEXEC], { what: 'close_range' });

