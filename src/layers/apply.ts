@@ -71,7 +71,8 @@ export function hasCapMknod(): boolean {
 const S_IFCHR = 0o020000, S_IFBLK = 0o060000, S_IFIFO = 0o010000;
 
 class Applier {
-  private readonly dirs = new Set<string>();
+  /** Directories known to be real (not symlinks), with whether they are set-gid (new files then take their group). */
+  private readonly dirs = new Map<string, boolean>();
   private readonly created = new Set<string>();
   private readonly dirTimes: [string, number][] = [];
   readonly warnings: string[] = [];
@@ -80,8 +81,12 @@ class Applier {
   private readonly xattrs: boolean;
   private readonly what: string;
   private readonly uid = process.getuid?.() ?? 0;
+  private readonly euid = process.geteuid?.() ?? 0;
+  private readonly egid = process.getegid?.() ?? 0;
+  private readonly umask = process.umask();
 
   constructor(private readonly root: string, private readonly sys: FsSys, private readonly opts: ApplyOptions) {
+    this.dirs.set('', (fs.statSync(root).mode & 0o2000) !== 0);
     this.owners = opts.owners ?? this.uid === 0;
     this.devices = opts.devices ?? (hasCapMknod() ? 'create' : 'refuse');
     this.xattrs = opts.xattrs ?? true;
@@ -141,12 +146,12 @@ class Applier {
         fs.mkdirSync(abs, 0o755);
         fs.chmodSync(abs, 0o755);
         this.created.add(cand);
-        this.dirs.add(cand);
+        this.dirs.set(cand, false);
         cur.push(comp);
         continue;
       }
       if (st.isDirectory()) {
-        this.dirs.add(cand);
+        this.dirs.set(cand, (st.mode & 0o2000) !== 0);
         cur.push(comp);
       } else if (st.isSymbolicLink()) {
         if (++links > 40) this.fail(entry, `too many levels of symlinks at ${JSON.stringify(cand)}`);
@@ -178,11 +183,11 @@ class Applier {
       fs.mkdirSync(abs, 0o755);
       fs.chmodSync(abs, 0o755); // whatever the umask
       this.created.add(rel);
-      this.dirs.add(rel);
+      this.dirs.set(rel, false);
       return true;
     }
     if (st.isDirectory()) {
-      this.dirs.add(rel);
+      this.dirs.set(rel, (st.mode & 0o2000) !== 0);
       return true;
     }
     if (st.isSymbolicLink()) this.fail(entry, `refusing to write through symlink ${JSON.stringify(rel)}`);
@@ -206,7 +211,9 @@ class Applier {
     }
     if (st.isDirectory()) {
       fs.rmSync(abs, { recursive: true, force: true });
+      const rootSetgid = this.dirs.get('')!;
       this.dirs.clear();
+      this.dirs.set('', rootSetgid);
     } else {
       fs.unlinkSync(abs);
       this.dirs.delete(rel);
@@ -287,6 +294,7 @@ class Applier {
     if (cleaned === '') {
       if (h.type !== 'dir') this.fail(e.rawPath, 'the root of a layer can only be a directory');
       this.directoryMeta('', h, e.rawPath);
+      this.dirs.set('', (h.mode & 0o2000) !== 0);
       return;
     }
 
@@ -308,13 +316,22 @@ class Applier {
           st = undefined;
         }
         if (!st) fs.mkdirSync(abs, 0o700);
-        this.dirs.add(rel);
         this.directoryMeta(rel, h, e.rawPath);
+        this.dirs.set(rel, (h.mode & 0o2000) !== 0);
         return;
       }
       case 'file': {
-        this.remove(rel);
-        const fd = fs.openSync(abs, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+        // Create exclusively without following anything; whatever is in the way is removed
+        // first (only then: most extractions go to fresh paths and save the lstat).
+        const flags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+        let fd: number;
+        try {
+          fd = fs.openSync(abs, flags, h.mode & 0o777);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+          this.remove(rel);
+          fd = fs.openSync(abs, flags, h.mode & 0o777);
+        }
         try {
           let written = 0;
           for await (const chunk of e.body()) {
@@ -323,8 +340,12 @@ class Applier {
             written += chunk.length;
           }
           if (written !== h.size) this.fail(e.rawPath, 'truncated data');
-          this.chown(e.rawPath, h, () => fs.fchownSync(fd, h.uid, h.gid));
-          fs.fchmodSync(fd, h.mode);
+          // A new file already belongs to us (group: ours, or the set-gid parent's) with the
+          // requested permissions less the umask: change only what differs.
+          if (h.uid !== this.euid || h.gid !== this.egid || this.dirs.get(parent) !== false) {
+            this.chown(e.rawPath, h, () => fs.fchownSync(fd, h.uid, h.gid));
+          }
+          if ((h.mode & 0o7000) !== 0 || (h.mode & this.umask) !== 0) fs.fchmodSync(fd, h.mode);
           this.setXattrs(e.rawPath, h.xattrs, (n, v) => this.sys.fsetxattr(fd, n, v));
           fs.futimesSync(fd, h.mtime, h.mtime);
         } finally {
