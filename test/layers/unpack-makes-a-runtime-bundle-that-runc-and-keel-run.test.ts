@@ -187,3 +187,15 @@ test('keel-build images and inspect describe the layout', async () => {
   assert.deepEqual(parseLayoutRef(`${layoutDir}:app`), { layout: layoutDir, ref: 'app' });
   assert.deepEqual(parseLayoutRef(layoutDir), { layout: layoutDir, ref: undefined });
 });
+
+test('an image written without layers gets one empty layer (the manifest schema wants one) and unpacks to an empty rootfs', async () => {
+  const store = await OciLayout.create(join(tmp, 'empty-layout'));
+  const img = await writeImage(store, { config: newImageConfig({ config: { Cmd: ['/nothing'] } }), layers: [], tag: 'scratch' });
+  assert.equal(img.manifest.layers.length, 1);
+  assert.equal(img.config.rootfs.diff_ids.length, 1);
+  const bundle = join(tmp, 'empty-bundle');
+  const r = await unpackImage(store.root, 'scratch', bundle);
+  assert.deepEqual(fs.readdirSync(join(bundle, 'rootfs')), []);
+  assert.deepEqual(r.spec.process!.args, ['/nothing']);
+  await assert.rejects(writeImage(store, { config: newImageConfig(), layers: [], emptyLayer: false }), /at least one layer/);
+});
