@@ -528,7 +528,7 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
       continue;
     }
     index++;
-    const type = TYPES_BY_FLAG[flag];
+
     const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
     let name = cString(block, 0, 100);
     if (ustar) {
@@ -539,6 +539,8 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
     if (globalPax.xattrs || pendingPax?.xattrs) pax.xattrs = { ...(globalPax.xattrs ?? {}), ...(pendingPax?.xattrs ?? {}) };
     const rawPath = pax.path ?? longName ?? name;
     const rawLinkname = pax.linkpath ?? longLink ?? cString(block, 157, 100);
+    // Old (V7) archives mark directories with a NUL type flag and a trailing '/'.
+    const type: EntryType | undefined = flag === 0 && rawPath.endsWith('/') ? 'dir' : TYPES_BY_FLAG[flag];
     pendingPax = undefined;
     longName = undefined;
     longLink = undefined;

@@ -145,6 +145,10 @@ test('the reader refuses corrupt archives: bad checksum, truncated data, sparse 
   await assert.rejects(read(full.subarray(0, 2048)), /truncated/);
   await assert.rejects(read(rawTar([{ name: 'sparse', type: 'S', data: '' }])), /sparse/);
   await assert.rejects(read(rawTar([{ name: 'weird', type: 'Z' }])), /unsupported entry type "Z"/);
+  // Old-style directories: NUL type flag and a trailing '/'.
+  const types: string[] = [];
+  for await (const e of readTar(chunks(rawTar([{ name: 'olddir/', type: '\0' }, { name: 'oldfile', type: '\0', data: 'x' }])))) types.push(`${e.header.path}:${e.header.type}`);
+  assert.deepEqual(types, ['olddir:dir', 'oldfile:file']);
   // An archive without end blocks is accepted (some tools omit them).
   let n = 0;
   for await (const e of readTar(chunks(rawEntry({ name: 'ok', data: 'fine' })))) { n++; assert.equal((await collect(e.body())).toString(), 'fine'); }
