@@ -199,3 +199,20 @@ test('an image written without layers gets one empty layer (the manifest schema 
   assert.deepEqual(r.spec.process!.args, ['/nothing']);
   await assert.rejects(writeImage(store, { config: newImageConfig(), layers: [], emptyLayer: false }), /at least one layer/);
 });
+
+test('an unprivileged user unpacks with --rootless: files are the caller\'s, config.json maps the caller to root in a user namespace', async (t) => {
+  await ready;
+  if (!which('setpriv')) return t.skip('setpriv not installed');
+  const dir = join(tmp, 'rootless');
+  fs.mkdirSync(dir);
+  fs.cpSync(layoutDir, join(dir, 'layout'), { recursive: true });
+  spawnSync('chmod', ['-R', 'a+rX', tmp]);
+  fs.chownSync(dir, 65534, 65534);
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', join(repoRoot, 'src/cli/keel-build.ts'), 'unpack', '--rootless', `${join(dir, 'layout')}:plain`, join(dir, 'bundle')], { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '', HOME: dir } });
+  assert.equal(r.status, 0, r.stderr);
+  const config = JSON.parse(fs.readFileSync(join(dir, 'bundle', 'config.json'), 'utf8'));
+  assert.deepEqual(config.linux.uidMappings, [{ containerID: 0, hostID: 65534, size: 1 }]);
+  assert.ok(config.linux.namespaces.some((n: { type: string }) => n.type === 'user'));
+  assert.equal(fs.statSync(join(dir, 'bundle', 'rootfs', 'bin', 'busybox')).uid, 65534);
+  assert.ok(checkRuntimeConfig(config).ok);
+});
