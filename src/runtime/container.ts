@@ -8,6 +8,7 @@ import { KeelError } from '../util/errors.js';
 import { StateStore, checkId, type ContainerRecord } from './state.js';
 import { runHooks } from './hooks.js';
 import { SIGNALS } from './linux/constants.js';
+import { cgroupOf } from './resources.js';
 
 export type Status = State['status'] | 'paused';
 
@@ -65,9 +66,8 @@ export function statusOf(ctx: RuntimeContext, rec: ContainerRecord): Status {
 }
 
 function freezerState(rec: ContainerRecord): boolean {
-  if (!rec.cgroupsPath) return false;
-  try { return readFileSync(join('/sys/fs/cgroup/freezer', rec.cgroupsPath, 'freezer.state'), 'utf8').trim() === 'FROZEN'; } catch { /* no v1 freezer */ }
-  try { return readFileSync(join('/sys/fs/cgroup', rec.cgroupsPath, 'cgroup.freeze'), 'utf8').trim() === '1'; } catch { return false; }
+  if (!rec.cgroup) return false;
+  return cgroupOf(rec)?.freezerState() === 'frozen';
 }
 
 /** The runtime-spec state of a record, with runc's extra fields. */
@@ -134,6 +134,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
   let childStartFd: number;
   const dir = st.claim(id);
   let pid = 0;
+  let placed: (() => { destroy(o?: { kill?: boolean }): Promise<void> } | undefined) | undefined;
   try {
     if (mode === 'create') {
       const fifo = st.fifo(id);
@@ -179,8 +180,12 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     if (mode === 'run') { c.close(startR); toClose.splice(toClose.indexOf(startR), 1); }
     st.save(rec);
 
-    // Parent-side set-up while the child waits: id mappings, oom score.
+    // Parent-side set-up while the child waits: cgroup, id mappings, oom score.
     const linux = config.linux ?? {};
+    const { placeInCgroup, cgroupOf } = await import('./resources.js');
+    rec.cgroup = placeInCgroup(config, id, pid, { systemd: !!ctx.systemdCgroup });
+    st.save(rec);
+    placed = () => cgroupOf(rec);
     if (init.userns) {
       const map = (m: { containerID: number; hostID: number; size: number }[] | undefined) => (m ?? []).map((x) => `${x.containerID} ${x.hostID} ${x.size}\n`).join('');
       if (!linux.uidMappings?.length || !linux.gidMappings?.length) throw new KeelError('config.json: /linux/uidMappings: a user namespace needs uidMappings and gidMappings');
@@ -230,6 +235,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       c.waitpid(pid, status, 0);
     }
     if (startW >= 0) c.close(startW);
+    try { await placed?.()?.destroy({ kill: true }); } catch { /* best effort: the error that got us here matters more */ }
     st.remove(id);
     void dir;
     throw err;
@@ -301,8 +307,10 @@ export function parseSignal(sig: string): number {
   return n;
 }
 
-/** Host pids of every process in the container (its pid namespace, or its init alone). */
+/** Host pids of every process in the container: its cgroup, else its pid namespace, else its init alone. */
 export function containerPids(rec: ContainerRecord): number[] {
+  const cg = cgroupOf(rec);
+  if (cg) { try { return cg.pids().sort((a, b) => a - b); } catch { /* cgroup gone: fall back */ } }
   let nsLink: string | undefined;
   try { nsLink = readlinkSync(`/proc/${rec.pid}/ns/pid`); } catch { return []; }
   let hostNs = '';
@@ -349,6 +357,7 @@ function waitGone(rec: ContainerRecord, timeoutMs = 10_000): void {
 async function destroy(ctx: RuntimeContext, rec: ContainerRecord): Promise<void> {
   const config = rec.config as Spec;
   try { await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }); } catch (err) { ctx.warn?.((err as Error).message); }
+  try { await cgroupOf(rec)?.destroy({ kill: true }); } catch (err) { ctx.warn?.(`removing the cgroup of ${rec.id}: ${(err as Error).message}`); }
   store(ctx).remove(rec.id);
 }
 

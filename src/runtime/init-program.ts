@@ -11,6 +11,7 @@ import { syscalls, CLONE, NAMESPACES, O, MS, AT_FDCWD, MNT_DETACH, PR, PR_CAP_AM
 import { secureJoin, pathPrefixes } from './paths.js';
 import { parseMountOptions, propagationFlag } from './mount-options.js';
 import { capabilityMask, lastCap } from './capabilities.js';
+import { compileSeccomp } from './seccomp/index.js';
 
 const S = syscalls();
 const ENOENT = 2, EEXIST = 17, ENOTDIR = 20, EINVAL = 22;
@@ -128,6 +129,10 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
       cloneFlags |= info.flag;
     }
   }
+  // A new cgroup namespace is made by the child once the runtime has moved it into its cgroup,
+  // so that cgroup is the namespace's root.
+  const newCgroupNs = (cloneFlags & CLONE.NEWCGROUP) !== 0;
+  cloneFlags &= ~CLONE.NEWCGROUP;
   const userns = seen.has('user');
   const mountns = seen.has('mount');
 
@@ -145,6 +150,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     p.sys(S.setns, [{ load: fd }, NAMESPACES[j.type]!.flag], { what: `join ${j.type} namespace ${j.path}` });
     p.sys(S.close, [{ load: fd }], { what: 'close' });
   }
+  if (newCgroupNs) p.sys(S.unshare, [CLONE.NEWCGROUP], { what: 'unshare the cgroup namespace' });
   if (userns) {
     p.sys(S.setresgid, [0, 0, 0], { what: 'setresgid(0) in the user namespace' });
     p.sys(S.setresuid, [0, 0, 0], { what: 'setresuid(0) in the user namespace' });
@@ -254,6 +260,19 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     p.sys(S.prlimit64, [0, res, lim, 0], { what: `set ${r.type} to ${r.soft}:${r.hard}` });
   }
 
+  // Seccomp: with no_new_privs it is loaded last, right before execve; without, it needs
+  // CAP_SYS_ADMIN, so it is loaded now, before the capabilities are dropped (as runc does).
+  const seccomp = linux.seccomp ? compileSeccomp(linux.seccomp) : undefined;
+  if (seccomp?.newListener) throw new KeelError('config.json: /linux/seccomp: SCMP_ACT_NOTIFY (listenerPath) is not supported by keel yet');
+  const loadSeccomp = () => {
+    if (!seccomp) return;
+    const fprog = p.alloc(16);
+    p.arena.view.setUint16(Number(fprog - p.arena.base), seccomp.length, true);
+    p.setU64(fprog + 8n, p.bytes(seccomp.filter));
+    p.sys(S.seccomp, [1 /* SECCOMP_SET_MODE_FILTER */, seccomp.flags, fprog], { what: 'load the seccomp filter' });
+  };
+  if (!proc.noNewPrivileges) loadSeccomp();
+
   // 8. Capabilities, user and groups.
   const caps = proc.capabilities ?? {};
   const last = lastCap();
@@ -295,8 +314,6 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
 
   // 10. Ready: tell the runtime, then wait for `start`.
   syncPoint(p, { ...opts, goFd: opts.startFd }, MARK_READY, 'start');
-  if (proc.noNewPrivileges) p.sys(S.prctl, [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], { what: 'prctl(PR_SET_NO_NEW_PRIVS)' });
-
   // 11. Signals back to defaults, nothing blocked, then exec.
   const sigset = p.alloc(8);
   p.sys(S.rt_sigprocmask, [2 /* SIG_SETMASK */, sigset, 0, 8], { what: 'unblock signals' });
@@ -305,6 +322,11 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     if (sig === 9 || sig === 19) continue;
     p.sys(S.rt_sigaction, [sig, dfl, 0, 8], { what: `reset signal ${sig}`, tolerate: 'any' });
   }
+  if (proc.noNewPrivileges) {
+    p.sys(S.prctl, [PR.SET_NO_NEW_PRIVS, 1, 0, 0, 0], { what: 'prctl(PR_SET_NO_NEW_PRIVS)' });
+    loadSeccomp();
+  }
+
   p.sys(S.execve, [{ load: exePath }, p.cstrArray(proc.args), p.cstrArray(proc.env ?? [])], { what: `exec ${proc.args[0]}` });
   return { program: p, cloneFlags, parentJoins, userns };
 }

@@ -18,8 +18,8 @@ export interface ContainerRecord {
   annotations?: Record<string, string>;
   /** Set while `create` is in progress. */
   creating?: boolean;
-  /** The cgroup the container lives in, when keel placed it in one. */
-  cgroupsPath?: string;
+  /** How to find the container's cgroup again (see resources.ts). */
+  cgroup?: import('./resources.js').CgroupRecord;
   /** The host paths of the container's namespaces, for exec and hooks. */
   namespacePaths?: Record<string, string>;
   config: unknown;
