@@ -4,5 +4,7 @@ import { UnpackCommand } from './unpack.js';
 import { ImagesCommand } from './images.js';
 import { InspectCommand } from './inspect.js';
 import { ParseCommand } from './parse.js';
+import { BuildCommand } from './build.js';
+import { PruneCommand } from './prune.js';
 
-export const buildCommands: CommandClass<BaseContext>[] = [UnpackCommand, ImagesCommand, InspectCommand, ParseCommand];
+export const buildCommands: CommandClass<BaseContext>[] = [BuildCommand, PruneCommand, UnpackCommand, ImagesCommand, InspectCommand, ParseCommand];

@@ -1,0 +1,229 @@
+// RUN steps: a container of keel's runtime, used in-process (one `run()` call, no CLI start), on a
+// root filesystem the caller has prepared (an overlay snapshot of the parent); or, with an OCI
+// runtime CLI given (`--runtime runc`), `RUNTIME run --bundle ...` as a child process.
+//
+// The container gets what `docker build` gives a RUN: Docker's default capabilities, the host's
+// network (or none), /etc/resolv.conf and /etc/hosts from the host, the user, environment and
+// working directory of the step. Mount points the runtime had to create in the root filesystem
+// (/proc, /dev, /sys, /etc/resolv.conf ... when the image lacks them) are removed again afterwards
+// so they do not end up in the layer, as BuildKit does.
+import * as fs from 'node:fs';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import type { Mount, Spec } from '../spec/index.js';
+import { KeelError } from '../util/errors.js';
+import { resolveInRoot, lstatOrUndefined, components } from './rootpath.js';
+
+/** Docker's default capability set for containers (and so for RUN). */
+export const DOCKER_CAPS = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
+  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+];
+
+export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface RunRequest {
+  /** Host path of the prepared root filesystem (the step's overlay mount). */
+  rootfs: string;
+  /** A directory for the bundle (config.json). */
+  bundleDir: string;
+  args: string[];
+  env: string[];
+  cwd: string;
+  user: { uid: number; gid: number; additionalGids: number[] };
+  network: 'host' | 'none';
+  /** Extra mounts (RUN --mount, heredoc scripts), OCI form. */
+  mounts: Mount[];
+  insecure?: boolean;
+  hostname?: string;
+}
+
+export interface RunResult {
+  code: number;
+  /** The last lines the step printed (stdout and stderr interleaved). */
+  tail: string[];
+}
+
+export interface RunnerOptions {
+  /** State directory for the runtime (its --root). */
+  runtimeRoot: string;
+  /** Path of an OCI runtime CLI (runc, crun, keel ...); keel's runtime in-process when absent. */
+  runtimePath?: string;
+  /** Every output line, as it comes. */
+  onLine?: (line: string) => void;
+}
+
+const TAIL = 12;
+
+function hostFile(path: string): string | undefined {
+  try {
+    return fs.statSync(path).isFile() ? path : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The runtime configuration of a RUN step. */
+export async function runSpec(req: RunRequest): Promise<Spec> {
+  const { defaultSpec } = await import('../runtime/index.js');
+  const spec = defaultSpec({ rootless: false, uid: 0, gid: 0 });
+  const caps = req.insecure ? undefined : [...DOCKER_CAPS];
+  spec.process = {
+    terminal: false,
+    user: req.user.additionalGids.length ? { uid: req.user.uid, gid: req.user.gid, additionalGids: req.user.additionalGids } : { uid: req.user.uid, gid: req.user.gid },
+    args: req.args,
+    env: req.env,
+    cwd: req.cwd,
+    capabilities: caps ? { bounding: caps, effective: caps, permitted: caps } : undefined,
+    rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }],
+    noNewPrivileges: false,
+  };
+  if (!spec.process.capabilities) delete spec.process.capabilities;
+  spec.root = { path: req.rootfs, readonly: false };
+  spec.hostname = req.hostname ?? 'keel-build';
+  const mounts = [...(spec.mounts ?? [])];
+  // The cgroup tree is of no use to a build step (and mounting it costs time).
+  const cg = mounts.findIndex((m) => m.destination === '/sys/fs/cgroup');
+  if (cg >= 0) mounts.splice(cg, 1);
+  const resolv = hostFile('/etc/resolv.conf');
+  if (resolv && req.network === 'host') mounts.push({ destination: '/etc/resolv.conf', type: 'bind', source: resolv, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  const hosts = hostFile('/etc/hosts');
+  if (hosts && req.network === 'host') mounts.push({ destination: '/etc/hosts', type: 'bind', source: hosts, options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  mounts.push(...req.mounts);
+  spec.mounts = mounts;
+  const linux = spec.linux!;
+  if (req.network === 'host') linux.namespaces = linux.namespaces!.filter((n) => n.type !== 'network');
+  // No cgroup limits for build steps: the builder's own cgroup bounds them.
+  delete linux.resources;
+  if (req.insecure) {
+    delete linux.maskedPaths;
+    delete linux.readonlyPaths;
+  }
+  return spec;
+}
+
+/**
+ * Mount points the runtime will create because the root filesystem lacks them: for each, the
+ * topmost missing path and the full destination (container paths).
+ */
+export function missingMountPoints(rootfs: string, destinations: string[]): { top: string; dest: string }[] {
+  const out: { top: string; dest: string }[] = [];
+  for (const dest of destinations) {
+    const parts = components(dest);
+    for (let i = 1; i <= parts.length; i++) {
+      const p = `/${parts.slice(0, i).join('/')}`;
+      let abs: string;
+      try { abs = resolveInRoot(rootfs, p); } catch { break; }
+      if (!lstatOrUndefined(abs)) {
+        out.push({ top: p, dest });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Removes, from an overlay upper dir, the mount points a step's runtime created (empty
+ * directories and empty files that were not in the image before), and their parents when they
+ * were created for them and stayed empty.
+ */
+export function removeMountStubs(upper: string, stubs: { top: string; dest: string }[]): void {
+  // Deepest first, so a parent is considered after its children.
+  const sorted = [...stubs].sort((a, b) => b.dest.length - a.dest.length);
+  for (const s of sorted) {
+    const parts = components(s.dest);
+    const topDepth = components(s.top).length;
+    for (let i = parts.length; i >= topDepth; i--) {
+      const p = join(upper, ...parts.slice(0, i));
+      const st = lstatOrUndefined(p);
+      if (!st) continue;
+      if (st.isDirectory()) {
+        if (fs.readdirSync(p).length > 0) break;
+        fs.rmdirSync(p);
+      } else if (st.isFile() && st.size === 0) {
+        fs.unlinkSync(p);
+      } else {
+        break;
+      }
+    }
+  }
+}
+
+function makePipe(): Promise<[number, number]> {
+  return import('../runtime/sys/libc.js').then(({ libc }) => {
+    const c = libc();
+    const fds = new Int32Array(2);
+    if (c.pipe2(fds, 0o2000000 /* O_CLOEXEC */) !== 0) throw new KeelError(`pipe2: ${c.strerror(c.errno())}`);
+    return [fds[0]!, fds[1]!];
+  });
+}
+
+class LineCollector {
+  private partial = '';
+  readonly tail: string[] = [];
+  constructor(private readonly onLine?: (line: string) => void) {}
+  push(chunk: Buffer): void {
+    const text = this.partial + chunk.toString('utf8');
+    const lines = text.split('\n');
+    this.partial = lines.pop() ?? '';
+    for (const l of lines) this.line(l);
+  }
+  end(): void {
+    if (this.partial) this.line(this.partial);
+    this.partial = '';
+  }
+  private line(l: string): void {
+    const clean = l.replace(/\r$/, '');
+    this.tail.push(clean);
+    if (this.tail.length > TAIL) this.tail.shift();
+    this.onLine?.(clean);
+  }
+}
+
+let counter = 0;
+
+/** Runs one RUN step to completion; returns its exit code and last output lines. */
+export async function runStep(req: RunRequest, opts: RunnerOptions): Promise<RunResult> {
+  const spec = await runSpec(req);
+  fs.mkdirSync(req.bundleDir, { recursive: true });
+  fs.writeFileSync(join(req.bundleDir, 'config.json'), JSON.stringify(spec));
+  const id = `keel-build-${process.pid}-${++counter}-${Date.now().toString(36)}`;
+  const lines = new LineCollector(opts.onLine);
+  if (opts.runtimePath) {
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn(opts.runtimePath!, ['--root', `${opts.runtimeRoot}-ext`, 'run', '--bundle', req.bundleDir, id], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.on('data', (c: Buffer) => lines.push(c));
+      child.stderr.on('data', (c: Buffer) => lines.push(c));
+      child.on('error', (err) => reject(new KeelError(`runtime ${opts.runtimePath}: ${err.message}`)));
+      child.on('close', (code, signal) => resolve(code ?? 128 + (signal ? (osSignals[signal] ?? 9) : 9)));
+    });
+    lines.end();
+    return { code, tail: lines.tail };
+  }
+
+  const runtime = await import('../runtime/index.js');
+  const [readFd, writeFd] = await makePipe();
+  const devNull = fs.openSync('/dev/null', 'r');
+  const { Socket } = await import('node:net');
+  const reader = new Socket({ fd: readFd, readable: true, writable: false });
+  const done = new Promise<void>((resolve) => {
+    reader.on('data', (c: Buffer) => lines.push(c));
+    reader.on('end', () => resolve());
+    reader.on('close', () => resolve());
+    reader.on('error', () => resolve());
+  });
+  let code: number;
+  try {
+    code = await runtime.run({ root: opts.runtimeRoot }, id, { bundle: req.bundleDir, detach: false, stdio: [devNull, writeFd, writeFd] });
+  } finally {
+    fs.closeSync(writeFd);
+    fs.closeSync(devNull);
+  }
+  await done;
+  reader.destroy();
+  lines.end();
+  return { code, tail: lines.tail };
+}
+
+const osSignals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGPIPE: 13 };
