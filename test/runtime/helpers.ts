@@ -1,6 +1,6 @@
 // Test helpers: busybox bundles from ../shared/fixtures and the built keel CLI under a private --root.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -43,11 +43,29 @@ export interface Keel {
 const env = { ...process.env };
 delete env.NODE_EXTRA_CA_CERTS;
 
+/**
+ * spawnSync whose stdout and stderr go to temporary files rather than pipes: a container made by
+ * `create` or `run -d` inherits the runtime's stdio (as with runc), and a pipe would keep spawnSync
+ * waiting until the container exits.
+ */
+export function spawnCaptured(cmd: string, args: string[], opts: { cwd?: string; input?: string; timeout?: number; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'keel-out-'));
+  const outPath = join(dir, 'out'), errPath = join(dir, 'err');
+  const out = openSync(outPath, 'w+'), err = openSync(errPath, 'w+');
+  try {
+    const r = spawnSync(cmd, args, { cwd: opts.cwd, input: opts.input, env: opts.env ?? env, timeout: opts.timeout ?? 30_000, stdio: ['pipe', out, err] });
+    return { ...r, stdout: readFileSync(outPath, 'utf8'), stderr: readFileSync(errPath, 'utf8'), output: [] } as unknown as SpawnSyncReturns<string>;
+  } finally {
+    closeSync(out); closeSync(err);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** The keel CLI with its own --root; `cleanup()` force-deletes whatever containers remain. */
 export function keelWithRoot(): Keel {
   const root = tempDir('keel-root-');
   const fn = ((args: string[], opts: { cwd?: string; input?: string; timeout?: number } = {}) =>
-    spawnSync(keelBin, ['--root', root, ...args], { encoding: 'utf8', cwd: opts.cwd, input: opts.input, env, timeout: opts.timeout ?? 30_000 })) as Keel;
+    spawnCaptured(keelBin, ['--root', root, ...args], { cwd: opts.cwd, input: opts.input, timeout: opts.timeout ?? 30_000 })) as Keel;
   fn.root = root;
   fn.cleanup = () => {
     const l = fn(['list', '-q']);
