@@ -167,14 +167,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   let consoleFd: bigint | undefined;
   if (proc.terminal) {
     if (!opts.consoleSocket) throw new KeelError('config.json: /process/terminal: a terminal needs --console-socket');
-    consoleFd = p.cell();
-    p.sys(S.socket, [AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0], { what: 'open the console socket', store: consoleFd });
-    const path = Buffer.from(opts.consoleSocket);
-    if (path.length > 107) throw new KeelError(`--console-socket: path too long: ${opts.consoleSocket}`);
-    const sun = p.alloc(110);
-    p.arena.view.setUint16(Number(sun - p.arena.base), AF_UNIX, true);
-    p.arena.bytes.set(path, Number(sun - p.arena.base) + 2);
-    p.sys(S.connect, [{ load: consoleFd }, sun, 110], { what: `connect to the console socket ${opts.consoleSocket}` });
+    consoleFd = compileConsoleConnect(p, opts.consoleSocket);
   }
 
   // 3. Hostname and domain name.
@@ -251,6 +244,22 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   // 6. Console: a new pty whose master goes to the console socket; its slave becomes stdio.
   if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize);
 
+  compileProcess(p, { ...proc, args: proc.args }, linux, {
+    userns,
+    // Ready: tell the runtime, then wait for `start`.
+    beforeExec: () => syncPoint(p, { ...opts, goFd: opts.startFd }, MARK_READY, 'start'),
+  });
+  return { program: p, cloneFlags, parentJoins, userns };
+}
+
+type Process = NonNullable<Spec['process']>;
+
+/**
+ * The process part shared by a container's init and `exec`: rlimits, seccomp, capabilities,
+ * user and groups, umask, cwd, executable lookup, then (after `beforeExec`) signals, no_new_privs
+ * and execve.
+ */
+export function compileProcess(p: Program, proc: Process & { args: string[] }, linux: NonNullable<Spec['linux']>, opts: { userns: boolean; beforeExec?: () => void }): void {
   // 7. rlimits.
   for (const r of proc.rlimits ?? []) {
     const res = RLIMITS[r.type];
@@ -286,7 +295,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   const uid = user.uid ?? 0, gid = user.gid ?? 0;
   p.sys(S.prctl, [PR.SET_KEEPCAPS, 1, 0, 0, 0], { what: 'prctl(PR_SET_KEEPCAPS)' });
   const groups = user.additionalGids ?? [];
-  const setgroupsAllowed = !userns || readSetgroupsPolicy();
+  const setgroupsAllowed = !opts.userns || readSetgroupsPolicy();
   if (setgroupsAllowed) {
     const g = p.alloc(Math.max(4, groups.length * 4));
     groups.forEach((x, i) => p.setU32(g + BigInt(i * 4), x));
@@ -306,14 +315,13 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     if (ambient & (1n << BigInt(cap))) p.sys(S.prctl, [PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0], { what: `raise ambient capability ${cap}`, tolerate: 1 /* EPERM: not in permitted and inheritable; runc ignores it too */ });
   }
   p.sys(S.umask, [user.umask ?? 0o022], { what: 'umask' });
-  p.sys(S.chdir, [str(proc.cwd)], { what: `chdir to cwd ${proc.cwd}` });
+  p.sys(S.chdir, [p.cstr(proc.cwd)], { what: `chdir to cwd ${proc.cwd}` });
 
   // 9. Find the executable (as the container user, in the container's PATH), like runc before start.
   const exePath = p.cell();
   compileLookPath(p, proc.args[0]!, proc.env ?? [], exePath);
 
-  // 10. Ready: tell the runtime, then wait for `start`.
-  syncPoint(p, { ...opts, goFd: opts.startFd }, MARK_READY, 'start');
+  opts.beforeExec?.();
   // 11. Signals back to defaults, nothing blocked, then exec.
   const sigset = p.alloc(8);
   p.sys(S.rt_sigprocmask, [2 /* SIG_SETMASK */, sigset, 0, 8], { what: 'unblock signals' });
@@ -328,7 +336,6 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   }
 
   p.sys(S.execve, [{ load: exePath }, p.cstrArray(proc.args), p.cstrArray(proc.env ?? [])], { what: `exec ${proc.args[0]}` });
-  return { program: p, cloneFlags, parentJoins, userns };
 }
 
 /** Reports `mark` to the runtime and waits for its go-ahead byte. */
@@ -464,7 +471,21 @@ function compileDevices(p: Program, config: Spec, rootfs: string, userns: boolea
   void parseMode; void ENOTDIR;
 }
 
-function compileConsole(p: Program, socketFd: bigint, size?: { height: number; width: number }): void {
+/** Connects to the --console-socket (a host path: do it before pivot_root or setns into the mount namespace). */
+export function compileConsoleConnect(p: Program, socketPath: string): bigint {
+  const fd = p.cell();
+  p.sys(S.socket, [AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0], { what: 'open the console socket', store: fd });
+  const path = Buffer.from(socketPath);
+  if (path.length > 107) throw new KeelError(`--console-socket: path too long: ${socketPath}`);
+  const sun = p.alloc(110);
+  p.arena.view.setUint16(Number(sun - p.arena.base), AF_UNIX, true);
+  p.arena.bytes.set(path, Number(sun - p.arena.base) + 2);
+  p.sys(S.connect, [{ load: fd }, sun, 110], { what: `connect to the console socket ${socketPath}` });
+  return fd;
+}
+
+/** A new pty whose master goes to the console socket; its slave becomes stdio and the controlling terminal. */
+export function compileConsole(p: Program, socketFd: bigint, size?: { height: number; width: number }): void {
   const str = (s: string) => p.cstr(s);
   const master = p.cell(), slave = p.cell();
   p.sys(S.openat, [AT_FDCWD, str('/dev/ptmx'), O.RDWR | O.NOCTTY | O.CLOEXEC, 0], { what: 'open /dev/ptmx', store: master });
