@@ -16,3 +16,7 @@ export { create, start, state, kill, remove, run, list, parseSignal, loadBundle,
 export type { RuntimeContext, CreateOptions, RunOptions, ContainerState, Status } from './container.js';
 export { defaultSpec } from './spec-default.js';
 export { checkId } from './state.js';
+export { pause, resume, ps, psTable, stats, events, update, parseDuration, parseMemorySize, resourcesFromFlags, parseResourcesJson } from './operations.js';
+export type { EventsOptions, UpdateFlags, LinuxResources } from './operations.js';
+export { features } from './features.js';
+export type { FeaturesOptions } from './features.js';
