@@ -218,8 +218,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
         c.write(goW, one, 1);
         continue;
       }
-      const what = init.program.describe(Number(step));
-      throw new KeelError(`create ${id}: ${what}: ${describeErrno(errno)}`);
+      throw new KeelError(`create ${id}: ${init.program.explain(Number(step), errno, describeErrno)}`);
     }
     c.close(goW); toClose.splice(toClose.indexOf(goW), 1);
     c.close(errR); toClose.splice(toClose.indexOf(errR), 1);

@@ -20,3 +20,5 @@ export { pause, resume, ps, psTable, stats, events, update, parseDuration, parse
 export type { EventsOptions, UpdateFlags, LinuxResources } from './operations.js';
 export { features } from './features.js';
 export type { FeaturesOptions } from './features.js';
+export { exec } from './exec.js';
+export type { ExecOptions } from './exec.js';

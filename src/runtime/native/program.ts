@@ -141,6 +141,13 @@ export class Program {
     return this.store(this.cell(), 0n, { what: `jump ${label}`, onOk: label });
   }
 
+  /** The error message for step `index` failing with `errno`; a FAIL step's text says it all. */
+  explain(index: number, errno: number, describeErrno: (e: number) => string): string {
+    const insn = this.insns[index];
+    if (insn?.nr === PSEUDO_FAIL) return insn.opts.what;
+    return `${this.describe(index)}: ${describeErrno(errno)}`;
+  }
+
   /** What step `index` does, for error messages. */
   describe(index: number): string {
     return this.insns[index]?.opts.what ?? `step ${index}`;

@@ -1,0 +1,195 @@
+// `keel exec`: runs a new process in a running container. The native trampoline's child joins the
+// container's namespaces (the pid and time namespaces are joined by the parent thread before
+// clone3, as they apply only to children), is moved into the container's cgroup by the parent, and
+// then runs the same process steps as the init (capabilities, user, seccomp, no_new_privs, exec).
+import { openSync, closeSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Spec } from '../spec/index.js';
+import { KeelError } from '../util/errors.js';
+import { StateStore, checkId } from './state.js';
+import { statusOf, type RuntimeContext } from './container.js';
+import { NAMESPACES, O, PR, AT_FDCWD, syscalls } from './linux/constants.js';
+
+export interface ExecOptions {
+  /** The command; ignored when `process` (a runtime-spec process JSON file) is given. */
+  args: string[];
+  process?: string;
+  tty?: boolean;
+  consoleSocket?: string;
+  detach?: boolean;
+  pidFile?: string;
+  cwd?: string;
+  env?: string[];
+  /** `UID[:GID]`. */
+  user?: string;
+  additionalGids?: number[];
+  caps?: string[];
+  noNewPrivs?: boolean;
+  preserveFds?: number;
+  stdio?: [number, number, number];
+}
+
+type Process = NonNullable<Spec['process']>;
+
+/** The process to run: the container's own process settings, changed as the options say (as runc exec). */
+function execProcess(config: Spec, opts: ExecOptions): Process & { args: string[] } {
+  const base = config.process ?? { cwd: '/' };
+  if (opts.process) {
+    let doc: Process;
+    try { doc = JSON.parse(readFileSync(resolve(opts.process), 'utf8')); } catch (err) {
+      throw new KeelError(`--process ${opts.process}: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(doc.args) || doc.args.length === 0) throw new KeelError(`--process ${opts.process}: /args: must name the program to run`);
+    if (typeof doc.cwd !== 'string') throw new KeelError(`--process ${opts.process}: /cwd: must be a string`);
+    return { ...doc, args: doc.args };
+  }
+  if (opts.args.length === 0) throw new KeelError('exec: no command given');
+  const env = [...(base.env ?? [])];
+  for (const e of opts.env ?? []) {
+    const key = e.split('=')[0];
+    const i = env.findIndex((x) => x.split('=')[0] === key);
+    if (i >= 0) env[i] = e; else env.push(e);
+  }
+  const user = { ...(base.user ?? { uid: 0, gid: 0 }) };
+  if (opts.user) {
+    const m = /^(\d+)(?::(\d+))?$/.exec(opts.user);
+    if (!m) throw new KeelError(`invalid --user ${JSON.stringify(opts.user)}: must be UID[:GID]`);
+    user.uid = Number(m[1]);
+    user.gid = m[2] === undefined ? 0 : Number(m[2]);
+  }
+  if (opts.additionalGids) user.additionalGids = opts.additionalGids;
+  const caps = structuredClone(base.capabilities ?? {});
+  for (const c of opts.caps ?? []) {
+    for (const set of ['bounding', 'effective', 'permitted', 'ambient', 'inheritable'] as const) {
+      caps[set] = [...(caps[set] ?? []).filter((x) => x !== c), c];
+    }
+  }
+  return {
+    ...base, args: opts.args, env, cwd: opts.cwd ?? base.cwd, user, capabilities: caps, terminal: !!opts.tty,
+    noNewPrivileges: opts.noNewPrivs || base.noNewPrivileges,
+  };
+}
+
+/** Runs a process in container `id`; returns its exit code (128+n for signal n), or 0 when detached. */
+export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): Promise<number> {
+  checkId(id);
+  const st = new StateStore(ctx.root);
+  const rec = st.load(id);
+  const status = statusOf(ctx, rec);
+  if (status === 'stopped') throw new KeelError(`cannot exec in a stopped container: ${id}`);
+  if (status === 'paused') throw new KeelError(`cannot exec in a paused container: ${id}`);
+  if (status === 'creating') throw new KeelError(`cannot exec in a container that is being created: ${id}`);
+  const config = rec.config as Spec;
+  const proc = execProcess(config, opts);
+  if (proc.terminal && !opts.consoleSocket) throw new KeelError('exec --tty needs --console-socket');
+
+  const [{ libc, describeErrno }, { newProgram, cloneProgram }, { compileProcess, compileConsoleConnect, compileConsole }, { cgroupOf }] = await Promise.all([
+    import('./sys/libc.js'), import('./native/clone.js'), import('./init-program.js'), import('./resources.js'),
+  ]);
+  const c = libc();
+  const S = syscalls();
+  const O_CLOEXEC = 0o2000000;
+  const fds = new Int32Array(2);
+  const pipe = (): [number, number] => {
+    if (c.pipe2(fds, O_CLOEXEC) !== 0) throw new Error(`pipe2: ${c.strerror(c.errno())}`);
+    return [fds[0]!, fds[1]!];
+  };
+  const preserve = opts.preserveFds ?? 0;
+  const open: number[] = [];
+  const lift = (fd: number) => {
+    if (preserve === 0) return fd;
+    const n = c.fcntl(fd, 1030 /* F_DUPFD_CLOEXEC */, 3 + preserve + 64);
+    open.push(n);
+    return n;
+  };
+  const [errR, errW] = pipe();
+  const [goR, goW] = pipe();
+  open.push(errR, errW, goR, goW);
+  let pid = 0;
+  try {
+    const childErr = lift(errW), childGo = lift(goR);
+    const p = newProgram();
+    p.sys(S.prctl, [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'prctl(PR_SET_DUMPABLE)' });
+    p.sys(S.read, [childGo, p.cell(), 1], { what: 'wait for the runtime', onOk: 'go', notOnZero: true });
+    p.fail(22, 'wait for the runtime: the runtime went away');
+    p.label('go');
+    (opts.stdio ?? []).forEach((fd, i) => { if (fd !== i) p.sys(S.dup3, [fd, i, 0], { what: `set up stdio fd ${i}` }); });
+    for (let fd = 0; fd < 3 + preserve; fd++) p.sys(S.fcntl, [fd, 2 /* F_SETFD */, 0], { what: `keep fd ${fd}`, tolerate: 9 });
+    p.sys(S.close_range, [3 + preserve, 0xffffffff, 4 /* CLOSE_RANGE_CLOEXEC */], { what: 'close_range' });
+    const consoleFd = proc.terminal ? compileConsoleConnect(p, resolve(opts.consoleSocket!)) : undefined;
+
+    // The container's namespaces that differ from ours: open them all first, then join, user first.
+    const types = (config.linux?.namespaces ?? []).map((n) => n.type);
+    const joins: { type: string; fd: bigint }[] = [];
+    const parentJoins: string[] = [];
+    for (const type of types) {
+      const info = NAMESPACES[type];
+      if (!info) continue;
+      const path = `/proc/${rec.pid}/ns/${info.file}`;
+      let same = false;
+      try { same = readlinkSync(path) === readlinkSync(`/proc/self/ns/${info.file}`); } catch { /* compare failed: join */ }
+      if (same) continue;
+      if (type === 'pid' || type === 'time') { parentJoins.push(type); continue; }
+      const fd = p.cell();
+      p.sys(S.openat, [AT_FDCWD, p.cstr(path), O.RDONLY | O.CLOEXEC, 0], { what: `open the ${type} namespace of ${id}`, store: fd });
+      joins.push({ type, fd });
+    }
+    joins.sort((a, b) => (a.type === 'user' ? -1 : b.type === 'user' ? 1 : a.type === 'mount' ? 1 : b.type === 'mount' ? -1 : 0));
+    for (const j of joins) p.sys(S.setns, [{ load: j.fd }, NAMESPACES[j.type]!.flag], { what: `join the ${j.type} namespace of ${id}` });
+    for (const j of joins) p.sys(S.close, [{ load: j.fd }], { what: 'close' });
+    p.sys(S.setsid, [], { what: 'setsid' });
+    if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize);
+    compileProcess(p, proc, config.linux ?? {}, { userns: types.includes('user') });
+
+    // pid (and time) namespaces only apply to children: the parent thread joins them around clone3.
+    const restore: { fd: number; own: number; flag: number }[] = [];
+    try {
+      for (const type of parentJoins) {
+        const info = NAMESPACES[type]!;
+        const file = type === 'pid' ? 'pid' : 'time';
+        const own = openSync(`/proc/self/ns/${file}`, 'r');
+        const target = openSync(`/proc/${rec.pid}/ns/${file}`, 'r');
+        restore.push({ fd: target, own, flag: info.flag });
+        if (c.setns(target, info.flag) !== 0) throw new KeelError(`exec: cannot join the ${type} namespace of ${id}: ${describeErrno(c.errno())}`);
+      }
+      const child = cloneProgram(p, 0, childErr);
+      pid = child.pid;
+      c.close(child.pidfd);
+    } finally {
+      for (const r of restore) {
+        c.setns(r.own, r.flag);
+        closeSync(r.fd); closeSync(r.own);
+      }
+    }
+    for (const fd of [errW, goR, ...(childErr !== errW ? [childErr, childGo] : [])]) { c.close(fd); open.splice(open.indexOf(fd), 1); }
+    cgroupOf(rec)?.apply(pid);
+    c.write(goW, new Uint8Array([0]), 1);
+    const buf = new Uint8Array(16);
+    const n = c.read(errR, buf, 16);
+    if (n === 16) {
+      const dv = new DataView(buf.buffer);
+      const step = Number(dv.getBigUint64(0, true));
+      const errno = Number(dv.getBigUint64(8, true));
+      c.waitpid(pid, new Int32Array(1), 0);
+      pid = 0;
+      throw new KeelError(`exec in ${id}: ${p.explain(step, errno, describeErrno)}`);
+    }
+    // EOF: the error pipe closed on execve, the process runs.
+    if (opts.pidFile) writeFileSync(resolve(opts.pidFile), String(pid));
+    if (opts.detach) return 0;
+    const status = new Int32Array(1);
+    const forwarded: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+    const target = pid;
+    const handlers = forwarded.map((sig) => { const h = () => { try { process.kill(target, sig); } catch { /* exited */ } }; process.on(sig, h); return [sig, h] as const; });
+    await new Promise<void>((res, rej) => c.waitpid.async(target, status, 0, (err: unknown, r: number) => (err ? rej(err) : r < 0 ? rej(new Error('waitpid failed')) : res())));
+    for (const [sig, h] of handlers) process.off(sig, h);
+    pid = 0;
+    const s = status[0]!;
+    return (s & 0x7f) === 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f);
+  } catch (err) {
+    if (pid > 0) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } c.waitpid(pid, new Int32Array(1), 0); }
+    throw err;
+  } finally {
+    for (const fd of open) c.close(fd);
+  }
+}
