@@ -245,7 +245,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize);
 
   compileProcess(p, { ...proc, args: proc.args }, linux, {
-    userns,
+    userns, rootfs,
     // Ready: tell the runtime, then wait for `start`.
     beforeExec: () => syncPoint(p, { ...opts, goFd: opts.startFd }, MARK_READY, 'start'),
   });
@@ -259,7 +259,7 @@ type Process = NonNullable<Spec['process']>;
  * user and groups, umask, cwd, executable lookup, then (after `beforeExec`) signals, no_new_privs
  * and execve.
  */
-export function compileProcess(p: Program, proc: Process & { args: string[] }, linux: NonNullable<Spec['linux']>, opts: { userns: boolean; beforeExec?: () => void }): void {
+export function compileProcess(p: Program, proc: Process & { args: string[] }, linux: NonNullable<Spec['linux']>, opts: { userns: boolean; beforeExec?: () => void; /** Host path of the rootfs, to find HOME in its /etc/passwd. */ rootfs?: string }): void {
   // 7. rlimits.
   for (const r of proc.rlimits ?? []) {
     const res = RLIMITS[r.type];
@@ -293,6 +293,7 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
   }
   const user = proc.user ?? {};
   const uid = user.uid ?? 0, gid = user.gid ?? 0;
+  const env = withHome(proc.env ?? [], opts.rootfs, uid);
   p.sys(S.prctl, [PR.SET_KEEPCAPS, 1, 0, 0, 0], { what: 'prctl(PR_SET_KEEPCAPS)' });
   const groups = user.additionalGids ?? [];
   const setgroupsAllowed = !opts.userns || readSetgroupsPolicy();
@@ -319,7 +320,7 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
 
   // 9. Find the executable (as the container user, in the container's PATH), like runc before start.
   const exePath = p.cell();
-  compileLookPath(p, proc.args[0]!, proc.env ?? [], exePath);
+  compileLookPath(p, proc.args[0]!, env, exePath);
 
   opts.beforeExec?.();
   // 11. Signals back to defaults, nothing blocked, then exec.
@@ -335,7 +336,7 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
     loadSeccomp();
   }
 
-  p.sys(S.execve, [{ load: exePath }, p.cstrArray(proc.args), p.cstrArray(proc.env ?? [])], { what: `exec ${proc.args[0]}` });
+  p.sys(S.execve, [{ load: exePath }, p.cstrArray(proc.args), p.cstrArray(env)], { what: `exec ${proc.args[0]}` });
 }
 
 /** Reports `mark` to the runtime and waits for its go-ahead byte. */
@@ -346,6 +347,19 @@ function syncPoint(p: Program, opts: InitOptions, mark: bigint, name: string): v
   p.sys(S.read, [opts.goFd, p.cell(), 1], { what: `wait for ${name}`, onOk: `go-${name}`, notOnZero: true });
   p.fail(EINVAL, `wait for ${name}: the runtime went away`);
   p.label(`go-${name}`);
+}
+
+/** `env` with HOME set from the container's /etc/passwd entry for `uid` (else `/`) when it has none, as runc does. */
+function withHome(env: string[], rootfs: string | undefined, uid: number): string[] {
+  if (rootfs === undefined || env.some((e) => e.startsWith('HOME='))) return env;
+  let home = '/';
+  try {
+    for (const line of readFileSync(secureJoin(rootfs, '/etc/passwd'), 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f.length >= 7 && f[2] === String(uid) && f[5]) { home = f[5]; break; }
+    }
+  } catch { /* no passwd file: HOME=/ */ }
+  return [...env, `HOME=${home}`];
 }
 
 function readSetgroupsPolicy(): boolean {
