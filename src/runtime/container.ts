@@ -157,7 +157,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     }
     const lifted = (opts as any)._lifted as { e: number; g: number; s: number } | undefined;
     const init = compileInit(config, {
-      rootfs, errFd: lifted?.e ?? errW, goFd: lifted?.g ?? goR, startFd: lifted?.s ?? childStartFd,
+      rootfs, bundle, errFd: lifted?.e ?? errW, goFd: lifted?.g ?? goR, startFd: lifted?.s ?? childStartFd,
       consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot,
       preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync, stdio: opts.stdio,
     });
@@ -271,7 +271,7 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
     }
     try { writeSync(fd, Buffer.from([0])); } finally { closeSync(fd); }
     unlinkSync(fifo);
-    try { await runHooks('poststart', config.hooks?.poststart, runtimeState(ctx, rec)); } catch (err) { ctx.warn?.((err as Error).message); }
+    await runHooks('poststart', config.hooks?.poststart, runtimeState(ctx, rec), ctx.warn);
   });
 }
 
@@ -355,7 +355,7 @@ function waitGone(rec: ContainerRecord, timeoutMs = 10_000): void {
 /** Removes what the container owns, running its poststop hooks. */
 async function destroy(ctx: RuntimeContext, rec: ContainerRecord): Promise<void> {
   const config = rec.config as Spec;
-  try { await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }); } catch (err) { ctx.warn?.((err as Error).message); }
+  await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }, ctx.warn);
   try { await cgroupOf(rec)?.destroy({ kill: true }); } catch (err) { ctx.warn?.(`removing the cgroup of ${rec.id}: ${(err as Error).message}`); }
   store(ctx).remove(rec.id);
 }
@@ -403,7 +403,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   }
   c.write(spawned.startFd, new Uint8Array([0]), 1);
   c.close(spawned.startFd);
-  try { await runHooks('poststart', config.hooks?.poststart, toState(ctx, rec)); } catch (err) { ctx.warn?.((err as Error).message); }
+  await runHooks('poststart', config.hooks?.poststart, toState(ctx, rec), ctx.warn);
   if (opts.detach) return 0;
 
   const handlers = FORWARDED.map((sig) => {

@@ -4,12 +4,25 @@ import { KeelError } from '../util/errors.js';
 
 export type HookKind = 'prestart' | 'createRuntime' | 'createContainer' | 'startContainer' | 'poststart' | 'poststop';
 
-/** Runs the hooks of one kind in order; the first failure throws (the caller decides if it is fatal). */
-export async function runHooks(kind: HookKind, hooks: Hook[] | undefined, state: object): Promise<void> {
+/**
+ * Runs the hooks of one kind in order. The first failure throws, except for poststart and
+ * poststop hooks: their failures go to `warn` and the next hook still runs (runtime.md).
+ */
+export async function runHooks(kind: HookKind, hooks: Hook[] | undefined, state: object, warn?: (msg: string) => void): Promise<void> {
   if (!hooks?.length) return;
   // Loaded only when there are hooks: child_process costs milliseconds at every start otherwise.
   const { spawnSync } = await import('node:child_process');
+  const tolerant = kind === 'poststart' || kind === 'poststop';
   for (const [i, hook] of (hooks ?? []).entries()) {
+    try {
+      runOne(i, hook);
+    } catch (err) {
+      if (!tolerant) throw err;
+      warn?.((err as Error).message);
+    }
+  }
+
+  function runOne(i: number, hook: Hook): void {
     const args = hook.args && hook.args.length > 0 ? hook.args : [hook.path];
     const r = spawnSync(hook.path, args.slice(1), {
       argv0: args[0],

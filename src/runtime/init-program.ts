@@ -1,7 +1,7 @@
 // Compiles a container's config.json into the syscall program its init runs (see native/program.ts):
 // namespaces joined, mounts, devices, pivot_root, masked and read-only paths, hostname, sysctls,
 // console, rlimits, user and groups, capabilities, the wait for `start`, and execve.
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Spec, Mount } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
@@ -40,6 +40,8 @@ const DEFAULT_SYMLINKS: [string, string][] = [
 
 export interface InitOptions {
   rootfs: string;
+  /** The bundle directory: relative bind sources are resolved against it. */
+  bundle: string;
   /** fd the child writes step records on (error, or a sync marker). */
   errFd: number;
   /** fd the child reads one byte from before starting, once the parent has set it up (uid maps, cgroups). */
@@ -108,6 +110,12 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   const proc = config.process;
   if (!proc) throw new KeelError('config.json: /process: a process is required to create a container');
   if (!proc.args || proc.args.length === 0) throw new KeelError('config.json: /process/args: must name the program to run');
+  if (!proc.cwd.startsWith('/')) throw new KeelError(`config.json: /process/cwd: must be an absolute path: ${JSON.stringify(proc.cwd)}`);
+  const rlimitTypes = new Set<string>();
+  for (const r of proc.rlimits ?? []) {
+    if (rlimitTypes.has(r.type)) throw new KeelError(`config.json: /process/rlimits: ${r.type} is set twice`);
+    rlimitTypes.add(r.type);
+  }
   const scratch = p.cell();
   const str = (s: string) => p.cstr(s);
 
@@ -192,7 +200,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     const mounts = config.mounts ?? [];
     const devBound = mounts.some((m) => posix.normalize(m.destination) === '/dev' && parseMountOptions(m.options, m.type).bind);
     const devMounted = mounts.some((m) => posix.normalize(m.destination) === '/dev');
-    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, config.mounts ?? []));
+    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle));
     if (!devBound) compileDevices(p, config, rootfs, userns, devMounted);
     if (opts.syncBeforePivot) syncPoint(p, opts, MARK_PIVOT, 'pivot');
     // pivot_root(".", ".") and detach the old root, or MS_MOVE + chroot with --no-pivot.
@@ -395,70 +403,83 @@ function mkdirAll(p: Program, root: string, dir: string, mode = 0o755): void {
   }
 }
 
-function compileMount(p: Program, m: Mount, index: number, rootfs: string, all: Mount[]): void {
+function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundle: string): void {
   const type = m.type ?? (m.options?.some((o) => o === 'bind' || o === 'rbind') ? 'bind' : undefined);
   if (type !== undefined && type !== 'none' && !KNOWN_MOUNT_TYPES.has(type)) {
     throw new KeelError(`config.json: /mounts/${index}/type: unknown mount type ${JSON.stringify(type)}`);
   }
-  if (!m.destination.startsWith('/')) throw new KeelError(`config.json: /mounts/${index}/destination: must be an absolute path: ${JSON.stringify(m.destination)}`);
+  // A relative destination is relative to the container's / (runtime-spec 1.3, as runc).
+  const destination = posix.join('/', m.destination);
   const o = parseMountOptions(m.options, type);
-  const dest = secureJoin(rootfs, m.destination);
+  const dest = secureJoin(rootfs, destination);
   const str = (s: string) => p.cstr(s);
   let source = m.source ?? type ?? 'none';
   let isFile = false;
   if (o.bind) {
     if (!m.source) throw new KeelError(`config.json: /mounts/${index}/source: a bind mount needs a source`);
-    if (!existsSync(m.source)) throw new KeelError(`config.json: /mounts/${index}/source: ${m.source} does not exist`);
-    source = m.source;
-    isFile = !statSync(m.source).isDirectory();
+    // A relative bind source is relative to the bundle.
+    source = posix.resolve(bundle, m.source);
+    if (!existsSync(source)) throw new KeelError(`config.json: /mounts/${index}/source: ${source} does not exist`);
+    isFile = !statSync(source).isDirectory();
   }
   if (isFile) {
     mkdirAll(p, rootfs, posix.dirname(dest));
     const fd = p.cell();
-    p.sys(S.openat, [AT_FDCWD, str(dest), O.WRONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o644], { what: `create mount point ${m.destination}`, store: fd, tolerate: 'any', onError: `mp-${index}` });
+    p.sys(S.openat, [AT_FDCWD, str(dest), O.WRONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o644], { what: `create mount point ${destination}`, store: fd, tolerate: 'any', onError: `mp-${index}` });
     p.sys(S.close, [{ load: fd }], { what: 'close' });
     p.label(`mp-${index}`);
   } else {
     mkdirAll(p, rootfs, dest);
   }
-  const what = `mount ${source} on ${m.destination}${type ? ` (type ${type})` : ''}`;
+  const what = `mount ${source} on ${destination}${type ? ` (type ${type})` : ''}`;
   if (o.bind) {
     p.sys(S.mount, [str(source), str(dest), 0, MS.BIND | (o.recursive ? MS.REC : 0), 0], { what });
     const extra = o.flags & ~(MS.REC);
-    if (extra) p.sys(S.mount, [0, str(dest), 0, MS.BIND | MS.REMOUNT | extra | (o.recursive ? MS.REC : 0), 0], { what: `remount ${m.destination} with ${m.options?.join(',')}` });
+    if (extra) p.sys(S.mount, [0, str(dest), 0, MS.BIND | MS.REMOUNT | extra | (o.recursive ? MS.REC : 0), 0], { what: `remount ${destination} with ${m.options?.join(',')}` });
   } else if (type === 'cgroup' && !isCgroup2Host()) {
     // cgroup v1 or hybrid host: a tmpfs holding one mount per hierarchy, as runc makes it.
-    p.sys(S.mount, [str('tmpfs'), str(dest), str('tmpfs'), o.flags & ~MS.RDONLY, str('mode=755')], { what: `mount tmpfs for cgroups on ${m.destination}` });
+    p.sys(S.mount, [str('tmpfs'), str(dest), str('tmpfs'), o.flags & ~MS.RDONLY, str('mode=755')], { what: `mount tmpfs for cgroups on ${destination}` });
     for (const h of v1Hierarchies()) {
       const sub = posix.join(dest, h.name);
       p.sys(S.mkdir, [str(sub), 0o755], { what: `mkdir ${sub}`, tolerate: EEXIST });
-      p.sys(S.mount, [str('cgroup'), str(sub), str('cgroup'), o.flags, str(h.options)], { what: `mount cgroup ${h.options} on ${posix.join(m.destination, h.name)}` });
+      p.sys(S.mount, [str('cgroup'), str(sub), str('cgroup'), o.flags, str(h.options)], { what: `mount cgroup ${h.options} on ${posix.join(destination, h.name)}` });
     }
     if (existsSync('/sys/fs/cgroup/unified')) {
       const sub = posix.join(dest, 'unified');
       p.sys(S.mkdir, [str(sub), 0o755], { what: `mkdir ${sub}`, tolerate: EEXIST });
-      p.sys(S.mount, [str('cgroup2'), str(sub), str('cgroup2'), o.flags, 0], { what: `mount cgroup2 on ${posix.join(m.destination, 'unified')}` });
+      p.sys(S.mount, [str('cgroup2'), str(sub), str('cgroup2'), o.flags, 0], { what: `mount cgroup2 on ${posix.join(destination, 'unified')}` });
     }
-    if (o.flags & MS.RDONLY) p.sys(S.mount, [0, str(dest), 0, MS.REMOUNT | o.flags, str('mode=755')], { what: `remount ${m.destination} read-only` });
+    if (o.flags & MS.RDONLY) p.sys(S.mount, [0, str(dest), 0, MS.REMOUNT | o.flags, str('mode=755')], { what: `remount ${destination} read-only` });
   } else {
     const fstype = type === 'cgroup' ? 'cgroup2' : type;
     const data = o.data.length ? str(o.data.join(',')) : 0;
     p.sys(S.mount, [str(source), str(dest), fstype ? str(fstype) : 0, o.flags, data], { what });
   }
-  for (const prop of o.propagation) p.sys(S.mount, [0, str(dest), 0, prop, 0], { what: `set propagation of ${m.destination}` });
-  void all;
+  for (const prop of o.propagation) p.sys(S.mount, [0, str(dest), 0, prop, 0], { what: `set propagation of ${destination}` });
 }
 
 function compileDevices(p: Program, config: Spec, rootfs: string, userns: boolean, devMounted: boolean): void {
   const str = (s: string) => p.cstr(s);
-  const devices = [...DEFAULT_DEVICES.map((d) => ({ ...d, type: 'c', fileMode: 0o666, uid: 0, gid: 0 }))];
+  const devices: { path: string; type: string; major: number; minor: number; fileMode: number; uid: number; gid: number; fromConfig?: boolean }[] =
+    DEFAULT_DEVICES.map((d) => ({ ...d, type: 'c', fileMode: 0o666, uid: 0, gid: 0 }));
   for (const d of config.linux?.devices ?? []) {
     const i = devices.findIndex((x) => x.path === d.path);
-    const dev = { path: d.path, type: d.type, major: d.major ?? 0, minor: d.minor ?? 0, fileMode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0 };
+    const dev = { path: d.path, type: d.type, major: d.major ?? 0, minor: d.minor ?? 0, fileMode: d.fileMode ?? 0o666, uid: d.uid ?? 0, gid: d.gid ?? 0, fromConfig: true };
     if (i >= 0) devices[i] = dev; else devices.push(dev);
   }
+  const tmpfsDirs = (config.mounts ?? []).filter((m) => m.type === 'tmpfs').map((m) => posix.join('/', m.destination));
   for (const d of devices) {
     const dest = secureJoin(rootfs, d.path);
+    // A file already at the path that is not this device is an error (config-linux.md), unless a
+    // tmpfs mounted over its directory hides it.
+    if (d.fromConfig && !tmpfsDirs.some((t) => d.path.startsWith(t + '/'))) {
+      let st: ReturnType<typeof lstatSync> | undefined;
+      try { st = lstatSync(dest); } catch { /* absent: fine */ }
+      const want = d.type === 'b' ? st?.isBlockDevice() : d.type === 'p' ? st?.isFIFO() : st?.isCharacterDevice();
+      if (st && !(want && Number(st.rdev) === Number(makedev(d.major, d.minor)))) {
+        throw new KeelError(`config.json: /linux/devices: ${d.path} exists in the rootfs and is not the requested device`);
+      }
+    }
     mkdirAll(p, rootfs, posix.dirname(dest));
     if (userns) {
       // Device nodes cannot be made in a user namespace: bind the host's node instead.

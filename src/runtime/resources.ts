@@ -21,7 +21,8 @@ function deviceRules(config: Spec) {
   const linux = config.linux ?? {};
   return [
     ...(linux.resources?.devices ?? []),
-    ...(linux.devices ?? []).map((d) => ({ allow: true, type: d.type as 'c' | 'b', major: d.major, minor: d.minor, access: 'rwm' })),
+    // Only character and block devices are subject to the device controller (a fifo is not).
+    ...(linux.devices ?? []).filter((d) => d.type !== 'p').map((d) => ({ allow: true, type: (d.type === 'b' ? 'b' : 'c') as 'c' | 'b', major: d.major, minor: d.minor, access: 'rwm' })),
     ...runcDefaultDeviceRules(),
   ];
 }
