@@ -6,7 +6,7 @@ import { join, resolve, dirname, basename } from 'node:path';
 import type { Spec, State } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { StateStore, checkId, type ContainerRecord } from './state.js';
-import { runHooks } from './hooks.js';
+import { runHooks, runHooksIn } from './hooks.js';
 import { SIGNALS } from './linux/constants.js';
 import { cgroupOf } from './resources.js';
 
@@ -42,6 +42,9 @@ const MARK_READY = 0xfffffffffffffffen;
 const MARK_PIVOT = 0xfffffffffffffffdn;
 
 function store(ctx: RuntimeContext): StateStore { return new StateStore(ctx.root); }
+
+/** The namespace types of a container's config. */
+function nsTypes(config: Spec): string[] { return (config.linux?.namespaces ?? []).map((n) => n.type); }
 
 /** Field 3 (state) and 22 (start time) of /proc/PID/stat, or undefined when there is no such process. */
 function procStat(pid: number): { state: string; startTime: string } | undefined {
@@ -214,7 +217,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
         const s = { ...toState(ctx, rec), status: 'creating' as const, pid };
         await runHooks('prestart', hooks.prestart, s);
         await runHooks('createRuntime', hooks.createRuntime, s);
-        await runHooks('createContainer', hooks.createContainer, s);
+        await runHooksIn('createContainer', hooks.createContainer, s, { pid, types: nsTypes(config) });
         c.write(goW, one, 1);
         continue;
       }
@@ -261,7 +264,7 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
     if (status === 'stopped') throw new KeelError(`cannot start a container that has stopped: ${id}`);
     if (status !== 'created') throw new KeelError(`cannot start an already running container: ${id}`);
     const config = rec.config as Spec;
-    await runHooks('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec));
+    await runHooksIn('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec), { pid: rec.pid, types: nsTypes(config) });
     const fifo = st.fifo(id);
     let fd: number;
     try {
@@ -394,7 +397,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   const c = libc();
   const { rec, config } = spawned;
   try {
-    await runHooks('startContainer', config.hooks?.startContainer, toState(ctx, rec));
+    await runHooksIn('startContainer', config.hooks?.startContainer, toState(ctx, rec), { pid: rec.pid, types: nsTypes(config) });
   } catch (err) {
     try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
     c.waitpid(rec.pid, new Int32Array(1), 0);

@@ -2,13 +2,13 @@
 // container's namespaces (the pid and time namespaces are joined by the parent thread before
 // clone3, as they apply only to children), is moved into the container's cgroup by the parent, and
 // then runs the same process steps as the init (capabilities, user, seccomp, no_new_privs, exec).
-import { openSync, closeSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Spec } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { StateStore, checkId } from './state.js';
 import { statusOf, type RuntimeContext } from './container.js';
-import { NAMESPACES, O, PR, AT_FDCWD, syscalls } from './linux/constants.js';
+import { PR, syscalls } from './linux/constants.js';
 
 export interface ExecOptions {
   /** The command; ignored when `process` (a runtime-spec process JSON file) is given. */
@@ -83,8 +83,8 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
   const proc = execProcess(config, opts);
   if (proc.terminal && !opts.consoleSocket) throw new KeelError('exec --tty needs --console-socket');
 
-  const [{ libc, describeErrno }, { newProgram, cloneProgram }, { compileProcess, compileConsoleConnect, compileConsole }, { cgroupOf }] = await Promise.all([
-    import('./sys/libc.js'), import('./native/clone.js'), import('./init-program.js'), import('./resources.js'),
+  const [{ libc, describeErrno }, { newProgram }, { compileProcess, compileConsoleConnect, compileConsole }, { cgroupOf }, { compileJoin, cloneJoined }] = await Promise.all([
+    import('./sys/libc.js'), import('./native/clone.js'), import('./init-program.js'), import('./resources.js'), import('./nsjoin.js'),
   ]);
   const c = libc();
   const S = syscalls();
@@ -118,49 +118,15 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
     p.sys(S.close_range, [3 + preserve, 0xffffffff, 4 /* CLOSE_RANGE_CLOEXEC */], { what: 'close_range' });
     const consoleFd = proc.terminal ? compileConsoleConnect(p, resolve(opts.consoleSocket!)) : undefined;
 
-    // The container's namespaces that differ from ours: open them all first, then join, user first.
     const types = (config.linux?.namespaces ?? []).map((n) => n.type);
-    const joins: { type: string; fd: bigint }[] = [];
-    const parentJoins: string[] = [];
-    for (const type of types) {
-      const info = NAMESPACES[type];
-      if (!info) continue;
-      const path = `/proc/${rec.pid}/ns/${info.file}`;
-      let same = false;
-      try { same = readlinkSync(path) === readlinkSync(`/proc/self/ns/${info.file}`); } catch { /* compare failed: join */ }
-      if (same) continue;
-      if (type === 'pid' || type === 'time') { parentJoins.push(type); continue; }
-      const fd = p.cell();
-      p.sys(S.openat, [AT_FDCWD, p.cstr(path), O.RDONLY | O.CLOEXEC, 0], { what: `open the ${type} namespace of ${id}`, store: fd });
-      joins.push({ type, fd });
-    }
-    joins.sort((a, b) => (a.type === 'user' ? -1 : b.type === 'user' ? 1 : a.type === 'mount' ? 1 : b.type === 'mount' ? -1 : 0));
-    for (const j of joins) p.sys(S.setns, [{ load: j.fd }, NAMESPACES[j.type]!.flag], { what: `join the ${j.type} namespace of ${id}` });
-    for (const j of joins) p.sys(S.close, [{ load: j.fd }], { what: 'close' });
+    const parentJoins = compileJoin(p, rec.pid, types, id);
     p.sys(S.setsid, [], { what: 'setsid' });
     if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize);
     compileProcess(p, proc, config.linux ?? {}, { userns: types.includes('user') });
 
-    // pid (and time) namespaces only apply to children: the parent thread joins them around clone3.
-    const restore: { fd: number; own: number; flag: number }[] = [];
-    try {
-      for (const type of parentJoins) {
-        const info = NAMESPACES[type]!;
-        const file = type === 'pid' ? 'pid' : 'time';
-        const own = openSync(`/proc/self/ns/${file}`, 'r');
-        const target = openSync(`/proc/${rec.pid}/ns/${file}`, 'r');
-        restore.push({ fd: target, own, flag: info.flag });
-        if (c.setns(target, info.flag) !== 0) throw new KeelError(`exec: cannot join the ${type} namespace of ${id}: ${describeErrno(c.errno())}`);
-      }
-      const child = cloneProgram(p, 0, childErr);
-      pid = child.pid;
-      c.close(child.pidfd);
-    } finally {
-      for (const r of restore) {
-        c.setns(r.own, r.flag);
-        closeSync(r.fd); closeSync(r.own);
-      }
-    }
+    const child = cloneJoined(p, rec.pid, parentJoins, childErr, id);
+    pid = child.pid;
+    c.close(child.pidfd);
     for (const fd of [errW, goR, ...(childErr !== errW ? [childErr, childGo] : [])]) { c.close(fd); open.splice(open.indexOf(fd), 1); }
     cgroupOf(rec)?.apply(pid);
     c.write(goW, new Uint8Array([0]), 1);

@@ -45,3 +45,60 @@ export async function runHooks(kind: HookKind, hooks: Hook[] | undefined, state:
     }
   }
 }
+
+/**
+ * Runs hooks in the namespaces of process `pid` (createContainer, startContainer): each hook is
+ * exec'd by a trampoline child that joined those namespaces; its timeout is an alarm() that
+ * survives execve. Failures throw as for runHooks.
+ */
+export async function runHooksIn(kind: HookKind, hooks: Hook[] | undefined, state: object, target: { pid: number; types: string[] }): Promise<void> {
+  if (!hooks?.length) return;
+  const [{ libc, describeErrno }, { newProgram }, { compileJoin, cloneJoined }, { syscalls }] = await Promise.all([
+    import('./sys/libc.js'), import('./native/clone.js'), import('./nsjoin.js'), import('./linux/constants.js'),
+  ]);
+  const c = libc();
+  const S = syscalls();
+  const fds = new Int32Array(2);
+  const pipe = (): [number, number] => {
+    if (c.pipe2(fds, 0o2000000) !== 0) throw new Error(`pipe2: ${c.strerror(c.errno())}`);
+    return [fds[0]!, fds[1]!];
+  };
+  for (const [i, hook] of hooks.entries()) {
+    const where = `${kind} hook #${i} (${hook.path})`;
+    const [inR, inW] = pipe();
+    const [errR, errW] = pipe();
+    const open = new Set([inR, inW, errR, errW]);
+    const close = (fd: number) => { if (open.delete(fd)) c.close(fd); };
+    try {
+      const p = newProgram();
+      for (const fd of [1, 2]) p.sys(S.fcntl, [fd, 2 /* F_SETFD */, 0], { what: `keep fd ${fd}`, tolerate: 9 });
+      p.sys(S.dup3, [inR, 0, 0], { what: 'state on stdin' });
+      p.sys(S.close_range, [3, 0xffffffff, 4 /* CLOSE_RANGE_CLOEXEC */], { what: 'close_range' });
+      const parentJoins = compileJoin(p, target.pid, target.types, 'the container');
+      if (hook.timeout) p.sys(S.alarm, [hook.timeout], { what: 'set the hook timeout' });
+      const args = hook.args && hook.args.length > 0 ? hook.args : [hook.path];
+      p.sys(S.execve, [p.cstr(hook.path), p.cstrArray(args), p.cstrArray(hook.env ?? [])], { what: `exec ${hook.path}` });
+      const child = cloneJoined(p, target.pid, parentJoins, errW, 'the container');
+      c.close(child.pidfd);
+      close(inR); close(errW);
+      const json = Buffer.from(JSON.stringify(state));
+      c.write(inW, json, json.length);
+      close(inW);
+      const buf = new Uint8Array(16);
+      const n = c.read(errR, buf, 16);
+      const status = new Int32Array(1);
+      c.waitpid(child.pid, status, 0);
+      if (n === 16) {
+        const dv = new DataView(buf.buffer);
+        throw new KeelError(`${where} could not run: ${p.explain(Number(dv.getBigUint64(0, true)), Number(dv.getBigUint64(8, true)), describeErrno)}`);
+      }
+      const s = status[0]!;
+      const sig = s & 0x7f;
+      if (sig === 14 /* SIGALRM */ && hook.timeout) throw new KeelError(`${where} timed out after ${hook.timeout}s`);
+      if (sig !== 0) throw new KeelError(`${where} was killed by signal ${sig}`);
+      if ((s >> 8) & 0xff) throw new KeelError(`${where} failed with exit status ${(s >> 8) & 0xff}`);
+    } finally {
+      for (const fd of [...open]) close(fd);
+    }
+  }
+}
