@@ -250,7 +250,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   }
 
   // 6. Console: a new pty whose master goes to the console socket; its slave becomes stdio.
-  if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize);
+  if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize, mountns);
 
   compileProcess(p, { ...proc, args: proc.args }, linux, {
     userns, rootfs,
@@ -520,7 +520,7 @@ export function compileConsoleConnect(p: Program, socketPath: string): bigint {
 }
 
 /** A new pty whose master goes to the console socket; its slave becomes stdio and the controlling terminal. */
-export function compileConsole(p: Program, socketFd: bigint, size?: { height: number; width: number }): void {
+export function compileConsole(p: Program, socketFd: bigint, size?: { height: number; width: number }, devConsole = false): void {
   const str = (s: string) => p.cstr(s);
   const master = p.cell(), slave = p.cell();
   p.sys(S.openat, [AT_FDCWD, str('/dev/ptmx'), O.RDWR | O.NOCTTY | O.CLOEXEC, 0], { what: 'open /dev/ptmx', store: master });
@@ -545,6 +545,18 @@ export function compileConsole(p: Program, socketFd: bigint, size?: { height: nu
   p.sys(1001 /* STORE */, [cmsg + 16n, { load: master }], { what: 'prepare the console message' });
   p.sys(S.sendmsg, [{ load: socketFd }, msg, 0], { what: 'send the pty master to the console socket' });
   p.sys(S.close, [{ load: master }], { what: 'close the pty master' });
+  if (devConsole) {
+    // /dev/console is the pty slave, bind mounted (config-linux.md, default devices). The slave is
+    // reached by a fixed fd number through /proc/self/fd, so the program needs no formatting.
+    const fixed = 1023;
+    p.sys(S.dup3, [{ load: slave }, fixed, O.CLOEXEC], { what: 'dup the pty slave' });
+    const cfd = p.cell();
+    p.sys(S.openat, [AT_FDCWD, p.cstr('/dev/console'), O.WRONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o600], { what: 'create /dev/console', store: cfd, tolerate: 'any', onError: 'console-mount' });
+    p.sys(S.close, [{ load: cfd }], { what: 'close' });
+    p.label('console-mount');
+    p.sys(S.mount, [p.cstr(`/proc/self/fd/${fixed}`), p.cstr('/dev/console'), 0, MS.BIND, 0], { what: 'bind the pty to /dev/console' });
+    p.sys(S.close, [fixed], { what: 'close' });
+  }
   for (const fd of [0, 1, 2]) p.sys(S.dup3, [{ load: slave }, fd, 0], { what: `make the pty slave fd ${fd}` });
   p.sys(S.ioctl, [0, TIOCSCTTY, 0], { what: 'make the pty the controlling terminal' });
   p.sys(S.close, [{ load: slave }], { what: 'close the pty slave' });
