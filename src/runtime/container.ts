@@ -7,7 +7,7 @@ import type { Spec, State } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { StateStore, checkId, type ContainerRecord } from './state.js';
 import { runHooks, runHooksIn } from './hooks.js';
-import { SIGNALS } from './linux/constants.js';
+import { SIGNALS, NAMESPACES } from './linux/constants.js';
 import { cgroupOf } from './resources.js';
 
 export type Status = State['status'] | 'paused';
@@ -164,7 +164,6 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot,
       preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync, stdio: opts.stdio,
     });
-    if (init.parentJoins.length) throw new KeelError(`joining an existing ${init.parentJoins[0]!.type} namespace is not supported yet`);
 
     const rec: ContainerRecord = {
       ociVersion: OCI_VERSION, id, pid: 0, pidStartTime: '', bundle, rootfs, created: new Date().toISOString(),
@@ -172,7 +171,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     };
     st.save(rec);
 
-    const child = cloneProgram(init.program, init.cloneFlags, lifted?.e ?? errW);
+    const child = withParentJoins(c, describeErrno, init.parentJoins, () => cloneProgram(init.program, init.cloneFlags, lifted?.e ?? errW));
     pid = child.pid;
     rec.pid = pid;
     rec.pidStartTime = procStat(pid)?.startTime ?? '';
@@ -243,6 +242,30 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     throw err;
   } finally {
     for (const fd of toClose) c.close(fd);
+  }
+}
+
+/**
+ * Runs `clone` with this thread's namespaces-for-children set to `joins` (pid: it applies to
+ * children only, and unlike the other types a multithreaded process may setns into it), then
+ * back to its own.
+ */
+function withParentJoins<T>(c: { setns: (fd: number, flag: number) => number; errno: () => number }, describeErrno: (e: number) => string, joins: { type: string; path: string }[], clone: () => T): T {
+  if (!joins.length) return clone();
+  const restore: { own: number; flag: number }[] = [];
+  try {
+    for (const j of joins) {
+      const info = NAMESPACES[j.type]!;
+      const own = openSync(`/proc/self/ns/${info.file}_for_children`, 'r');
+      restore.push({ own, flag: info.flag });
+      const target = openSync(j.path, 'r');
+      try {
+        if (c.setns(target, info.flag) !== 0) throw new KeelError(`config.json: /linux/namespaces: cannot join the ${j.type} namespace ${j.path}: ${describeErrno(c.errno())}`);
+      } finally { closeSync(target); }
+    }
+    return clone();
+  } finally {
+    for (const r of restore.reverse()) { c.setns(r.own, r.flag); closeSync(r.own); }
   }
 }
 

@@ -132,7 +132,8 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     seen.add(ns.type);
     if (ns.path) {
       if (!existsSync(ns.path)) throw new KeelError(`config.json: /linux/namespaces: ${ns.type} namespace path ${ns.path} does not exist`);
-      (ns.type === 'pid' || ns.type === 'time' ? parentJoins : joins).push({ type: ns.type, path: ns.path });
+      // time: the child is single-threaded, so its setns may switch its own time namespace too.
+      (ns.type === 'pid' ? parentJoins : joins).push({ type: ns.type, path: ns.path });
     } else {
       cloneFlags |= info.flag;
     }
