@@ -100,6 +100,16 @@ export interface BuildResult {
 
 const KEY_VERSION = 'keel-build/1';
 
+/** KEEL_BUILD_TRACE=1: phase timings on stderr (for benchmarks). */
+const TRACE = process.env.KEEL_BUILD_TRACE === '1';
+let traceT = performance.now();
+function trace(what: string): void {
+  if (!TRACE) return;
+  const now = performance.now();
+  process.stderr.write(`[trace] +${(now - traceT).toFixed(1)}ms ${what}\n`);
+  traceT = now;
+}
+
 function keyOf(parts: unknown[]): string {
   return `sha256:${createHash('sha256').update(JSON.stringify([KEY_VERSION, ...parts])).digest('hex')}`;
 }
@@ -307,6 +317,12 @@ class Builder {
     return stage.name ?? `stage-${stage.index}`;
   }
 
+  /** The config Env with the default PATH added when missing (as BuildKit does for every stage). */
+  private withPath(state: ImageState): string[] {
+    if (!(state.config.Env ?? []).some((e) => e.startsWith('PATH='))) state.config.Env = [...(state.config.Env ?? []), DEFAULT_PATH];
+    return state.config.Env!;
+  }
+
   private async baseOf(stage: Stage, step: StepProgress): Promise<StageResult & { onbuild: string[] }> {
     const platform = stage.platform ? parsePlatform(stage.platform) : this.platform;
     const { createScope } = await import('../dockerfile/index.js');
@@ -316,7 +332,7 @@ class Builder {
         fsKey: keyOf(['scratch', `${platform.os}/${platform.architecture}/${platform.variant ?? ''}`, this.epoch ?? null]),
       };
       step.done();
-      return { state, scope: createScope(this.plan, { baseEnv: [] }), onbuild: [] };
+      return { state, scope: createScope(this.plan, { baseEnv: this.withPath(state) }), onbuild: [] };
     }
     if (stage.base.kind === 'stage') {
       const parent = await this.stage(stage.base.index);
@@ -338,7 +354,7 @@ class Builder {
       fsKey: keyOf(['image', img.manifestDigest, this.epoch ?? null]),
     };
     step.done();
-    return { state, scope: createScope(this.plan, { baseEnv: config.Env ?? [] }), onbuild };
+    return { state, scope: createScope(this.plan, { baseEnv: this.withPath(state) }), onbuild };
   }
 
   private async buildStage(stage: Stage): Promise<StageResult> {
@@ -356,10 +372,6 @@ class Builder {
       throw err;
     }
     const { state, scope } = base;
-    // Default PATH, as BuildKit adds it to every stage's config.
-    if (!(state.config.Env ?? []).some((e) => e.startsWith('PATH='))) {
-      state.config.Env = [...(state.config.Env ?? []), DEFAULT_PATH];
-    }
     const instructions: Instruction[] = [];
     if (base.onbuild.length) {
       const { parseOnbuildTrigger } = await import('../dockerfile/index.js');
@@ -405,7 +417,6 @@ class Builder {
         return;
       case 'ENV':
         cfg.Env = scope.imageEnv();
-        if (!cfg.Env.some((e) => e.startsWith('PATH='))) cfg.Env.push(DEFAULT_PATH);
         this.history(state, instr, `ENV ${instr.pairs.map((p) => `${p.key}=${p.value}`).join(' ')}`, true);
         return;
       case 'LABEL':
@@ -496,11 +507,14 @@ class Builder {
       if (hit && (!hit.layer || this.usable(state, hit.layer.diffID))) {
         this.cached++;
         this.applyLayer(state, hit.layer?.diffID, key);
-        this.history(state, instr, createdBy, !hit.layer, this.epoch !== undefined ? this.buildTime : hit.created);
+        const created = this.epoch !== undefined ? this.buildTime : hit.created;
+        this.history(state, instr, createdBy, !hit.layer, created);
+        state.created = created;
         step.cached();
         return;
       }
       await this.mounts();
+      trace(`${instr.original.slice(0, 40)}: start`);
       const dir = this.snaps.tempDir('step');
       const upper = join(dir, 'upper');
       const work = join(dir, 'work');
@@ -521,6 +535,7 @@ class Builder {
         }
       }
       after?.();
+      trace(`${instr.original.slice(0, 40)}: exec`);
       const created = this.epoch !== undefined ? this.buildTime : new Date().toISOString();
       let diffID: string | undefined;
       if (fs.readdirSync(upper).length > 0) {
@@ -530,6 +545,7 @@ class Builder {
         diffID = layer.diffID;
         this.store.addLayerBlobs(diffID, { none: { mediaType: layer.descriptor.mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size } });
         const chain = chainOf(state.layers[state.layers.length - 1]?.chainID, diffID);
+        trace(`${instr.original.slice(0, 40)}: layer`);
         this.store.commitSnapshot(chain, diffID, upper);
       }
       fs.rmSync(dir, { recursive: true, force: true });

@@ -139,7 +139,9 @@ export function mountsUnder(dir: string, mountinfo: string): string[] {
 export function mountOverlay(lowers: string[], target: string, rw: { upper: string; work: string } | undefined, what: string): void {
   if (lowers.length === 0) throw new KeelError(`${what}: an overlay needs at least one lower directory`);
   let data = `lowerdir=${lowers.join(':')}`;
-  if (rw) data += `,upperdir=${rw.upper},workdir=${rw.work}`;
+  // volatile: no sync of the upper file system at unmount (a build step does not need its writes
+  // durable before the layer is read back, and the sync costs a lot after big writes).
+  if (rw) data += `,upperdir=${rw.upper},workdir=${rw.work},volatile`;
   data += ',redirect_dir=off,metacopy=off,index=off';
   if (data.length > 4000) {
     throw new KeelError(`${what}: too many layers (${lowers.length}) for one overlay mount; squash some steps`);

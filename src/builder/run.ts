@@ -75,7 +75,6 @@ export async function runSpec(req: RunRequest): Promise<Spec> {
     env: req.env,
     cwd: req.cwd,
     capabilities: caps ? { bounding: caps, effective: caps, permitted: caps } : undefined,
-    rlimits: [{ type: 'RLIMIT_NOFILE', hard: 1048576, soft: 1048576 }],
     noNewPrivileges: false,
   };
   if (!spec.process.capabilities) delete spec.process.capabilities;

@@ -337,6 +337,10 @@ export class BuildStore {
         const r = await layout.gc({ tmpMaxAgeMs: 0 });
         freed += r.freedBytes;
       }
+      // Let the file system finish releasing what was removed (journal commit, discards) now,
+      // rather than in the middle of the next build.
+      const { spawnSync } = await import('node:child_process');
+      spawnSync('sync', ['-f', this.root], { stdio: 'ignore' });
       return { freedBytes: freed, removedImages };
     } finally {
       release();
