@@ -144,6 +144,11 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   cloneFlags &= ~CLONE.NEWCGROUP;
   const userns = seen.has('user');
   const mountns = seen.has('mount');
+  // Time offsets can be written only while no process is in the time namespace: the child makes
+  // it for its children (unshare), writes them, then enters it (setns).
+  const offsets = Object.entries(linux.timeOffsets ?? {}).filter(([, o]) => o !== undefined);
+  if (offsets.length && !(cloneFlags & CLONE.NEWTIME)) throw new KeelError('config.json: /linux/timeOffsets: time offsets need a new time namespace (a "time" entry without a path in /linux/namespaces)');
+  if (offsets.length) cloneFlags &= ~CLONE.NEWTIME;
 
   // 0. Not dumpable while the host's files are in view; wait for the parent to finish set-up.
   p.sys(S.prctl, [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'prctl(PR_SET_DUMPABLE)' });
@@ -163,6 +168,17 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   if (userns) {
     p.sys(S.setresgid, [0, 0, 0], { what: 'setresgid(0) in the user namespace' });
     p.sys(S.setresuid, [0, 0, 0], { what: 'setresuid(0) in the user namespace' });
+  }
+  if (offsets.length) {
+    p.sys(S.unshare, [CLONE.NEWTIME], { what: 'unshare the time namespace' });
+    const text = Buffer.from(offsets.map(([clock, o]) => `${clock} ${o!.secs ?? 0} ${o!.nanosecs ?? 0}\n`).join(''));
+    const fd = p.cell(), ns = p.cell();
+    p.sys(S.openat, [AT_FDCWD, str('/proc/self/timens_offsets'), O.WRONLY | O.CLOEXEC, 0], { what: 'open /proc/self/timens_offsets', store: fd });
+    p.sys(S.write, [{ load: fd }, p.bytes(text), text.length], { what: `set the time offsets (${text.toString().trim().replaceAll('\n', ', ')})` });
+    p.sys(S.close, [{ load: fd }], { what: 'close' });
+    p.sys(S.openat, [AT_FDCWD, str('/proc/self/ns/time_for_children'), O.RDONLY | O.CLOEXEC, 0], { what: 'open the new time namespace', store: ns });
+    p.sys(S.setns, [{ load: ns }, CLONE.NEWTIME], { what: 'enter the new time namespace' });
+    p.sys(S.close, [{ load: ns }], { what: 'close' });
   }
 
   // 2. File descriptors: stdio and preserved fds are inherited, everything else closes on exec.
