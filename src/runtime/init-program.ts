@@ -165,10 +165,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     p.sys(S.close, [{ load: fd }], { what: 'close' });
   }
   if (newCgroupNs) p.sys(S.unshare, [CLONE.NEWCGROUP], { what: 'unshare the cgroup namespace' });
-  if (userns) {
-    p.sys(S.setresgid, [0, 0, 0], { what: 'setresgid(0) in the user namespace' });
-    p.sys(S.setresuid, [0, 0, 0], { what: 'setresuid(0) in the user namespace' });
-  }
+  // Before setresuid: the host-root owner of our (non-dumpable) /proc/self files can still open them.
   if (offsets.length) {
     p.sys(S.unshare, [CLONE.NEWTIME], { what: 'unshare the time namespace' });
     const text = Buffer.from(offsets.map(([clock, o]) => `${clock} ${o!.secs ?? 0} ${o!.nanosecs ?? 0}\n`).join(''));
@@ -179,6 +176,10 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     p.sys(S.openat, [AT_FDCWD, str('/proc/self/ns/time_for_children'), O.RDONLY | O.CLOEXEC, 0], { what: 'open the new time namespace', store: ns });
     p.sys(S.setns, [{ load: ns }, CLONE.NEWTIME], { what: 'enter the new time namespace' });
     p.sys(S.close, [{ load: ns }], { what: 'close' });
+  }
+  if (userns) {
+    p.sys(S.setresgid, [0, 0, 0], { what: 'setresgid(0) in the user namespace' });
+    p.sys(S.setresuid, [0, 0, 0], { what: 'setresuid(0) in the user namespace' });
   }
 
   // 2. File descriptors: stdio and preserved fds are inherited, everything else closes on exec.
