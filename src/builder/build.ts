@@ -1269,8 +1269,11 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   for (const s of signals) process.once(s, onSignal);
   let ok = false;
   try {
+    // Every stage the target needs starts now; each waits for the stages it reads when it reads them.
+    const started = plan.order.map((s) => builder.stage(s.index));
     const target = await builder.stage(plan.target.index);
-    // Wait for every started stage so none is left running (their errors surface here too).
+    // No stage may still be running when the work directory goes (their errors surface here too).
+    await Promise.all(started);
     const img: FinalImage = { config: builder.imageConfig(target.state), layers: target.state.layers };
     ctx.save();
     let result: { manifest: ContentDescriptor; config: ContentDescriptor; doc: ImageConfig } | undefined;
