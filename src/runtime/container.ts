@@ -8,7 +8,6 @@ import { KeelError } from '../util/errors.js';
 import { StateStore, checkId, type ContainerRecord } from './state.js';
 import { runHooks, runHooksIn } from './hooks.js';
 import { SIGNALS, NAMESPACES } from './linux/constants.js';
-import { cgroupOf } from './resources.js';
 
 export type Status = State['status'] | 'paused';
 
@@ -69,8 +68,12 @@ export function statusOf(ctx: RuntimeContext, rec: ContainerRecord): Status {
 }
 
 function freezerState(rec: ContainerRecord): boolean {
-  if (!rec.cgroup) return false;
-  return cgroupOf(rec)?.freezerState() === 'frozen';
+  const file = rec.cgroup?.freezerFile;
+  if (!file) return false;
+  try {
+    const v = readFileSync(file, 'utf8').trim();
+    return v === 'FROZEN' || v === '1';
+  } catch { return false; }
 }
 
 /** The runtime-spec state of a record, with runc's extra fields. */
@@ -333,7 +336,8 @@ export function parseSignal(sig: string): number {
 }
 
 /** Host pids of every process in the container: its cgroup, else its pid namespace, else its init alone. */
-export function containerPids(rec: ContainerRecord): number[] {
+export async function containerPids(rec: ContainerRecord): Promise<number[]> {
+  const { cgroupOf } = await import('./resources.js');
   const cg = cgroupOf(rec);
   if (cg) { try { return cg.pids().sort((a, b) => a - b); } catch { /* cgroup gone: fall back */ } }
   let nsLink: string | undefined;
@@ -357,7 +361,7 @@ export async function kill(ctx: RuntimeContext, id: string, signal: string | num
     const rec = st.load(id);
     const status = statusOf(ctx, rec);
     if (status === 'stopped' || status === 'creating') throw new KeelError(`container ${id} is not running`);
-    const pids = opts.all ? containerPids(rec) : [rec.pid];
+    const pids = opts.all ? await containerPids(rec) : [rec.pid];
     for (const pid of pids) {
       try { process.kill(pid, sig); } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
@@ -382,7 +386,7 @@ function waitGone(rec: ContainerRecord, timeoutMs = 10_000): void {
 async function destroy(ctx: RuntimeContext, rec: ContainerRecord): Promise<void> {
   const config = rec.config as Spec;
   await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }, ctx.warn);
-  try { await cgroupOf(rec)?.destroy({ kill: true }); } catch (err) { ctx.warn?.(`removing the cgroup of ${rec.id}: ${(err as Error).message}`); }
+  try { if (rec.cgroup) await (await import('./resources.js')).cgroupOf(rec)?.destroy({ kill: true }); } catch (err) { ctx.warn?.(`removing the cgroup of ${rec.id}: ${(err as Error).message}`); }
   store(ctx).remove(rec.id);
 }
 
@@ -401,7 +405,7 @@ export async function remove(ctx: RuntimeContext, id: string, opts: { force?: bo
       if (!opts.force) throw new KeelError(`cannot delete container ${id} that is not stopped: ${status}`);
     }
     if (status !== 'stopped') {
-      for (const pid of containerPids(rec).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      for (const pid of (await containerPids(rec)).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
       try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
       waitGone(rec);
     }

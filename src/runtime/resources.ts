@@ -1,5 +1,6 @@
 // A container's cgroup (src/runtime/cgroups) as the lifecycle uses it: made and limited before the
 // init runs anything, found again from the state record by later commands, removed on delete.
+import { join } from 'node:path';
 import type { Spec } from '../spec/index.js';
 import { createCgroupManager, readProcCgroups, runcDefaultDeviceRules, type CgroupManager } from './cgroups/index.js';
 import type { ContainerRecord } from './state.js';
@@ -10,6 +11,8 @@ export interface CgroupRecord {
   ownCgroups: Record<string, string>;
   systemd: boolean;
   rootless: boolean;
+  /** The freezer's state file (v1 freezer.state or v2 cgroup.freeze), so `state` can tell paused without a manager. */
+  freezerFile?: string;
 }
 
 function manager(id: string, r: CgroupRecord): CgroupManager {
@@ -37,6 +40,8 @@ export function placeInCgroup(config: Spec, id: string, pid: number, opts: { sys
   try {
     m.set({ ...(config.linux?.resources ?? {}), devices: deviceRules(config) });
     m.apply(pid);
+    const f = m.controller('freezer');
+    if (f) rec.freezerFile = join(f.dir, f.version === 1 ? 'freezer.state' : 'cgroup.freeze');
   } catch (err) {
     void m.destroy().catch(() => undefined);
     throw err;

@@ -1,6 +1,6 @@
 // The runtime's state store: one directory per container under --root, holding state.json
 // (written atomically: a temporary file renamed over it) and a lock file every command takes.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeelError } from '../util/errors.js';
 
@@ -26,6 +26,15 @@ export interface ContainerRecord {
 }
 
 const ID_RE = /^[\w+.-]+$/;
+
+/** Field 22 of /proc/PID/stat (start time), '' when there is no such process. */
+export function startTimeOf(pid: number): string {
+  if (!(pid > 0)) return '';
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+  } catch { return ''; }
+}
 
 /** Checks a container id as runc does: letters, digits, `_+.-`, not `.`/`..`. */
 export function checkId(id: string): void {
@@ -91,22 +100,46 @@ export class StateStore {
     }
   }
 
-  /** Runs `fn` holding the container's lock (flock, released when the process dies). */
+  /**
+   * Runs `fn` holding the container's lock: a lock file created with O_EXCL naming its owner
+   * (pid and start time). A lock whose owner has died is taken over, so a crashed command never
+   * blocks the container. No native code is needed, which keeps start/kill/delete fast.
+   */
   async withLock<T>(id: string, fn: () => Promise<T> | T): Promise<T> {
-    const { libc } = await import('./sys/libc.js');
-    const c = libc();
-    let fd: number;
-    try {
-      fd = openSync(join(this.dir(id), '.lock'), 'a');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new KeelError(`container ${id} does not exist`);
-      throw err;
+    checkId(id);
+    const dir = this.dir(id);
+    const lock = join(dir, '.lock');
+    const me = `${process.pid} ${startTimeOf(process.pid)}`;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        writeFileSync(lock, me, { flag: 'wx' });
+        break;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw new KeelError(`container ${id} does not exist`);
+        if (code !== 'EEXIST') throw err;
+      }
+      let owner = '';
+      try { owner = readFileSync(lock, 'utf8'); } catch { continue; /* released meanwhile */ }
+      const [pid, start] = owner.split(' ');
+      if (owner && startTimeOf(Number(pid)) !== start) {
+        // The owner is gone: take the stale lock aside and check it is still the one we judged.
+        const aside = `${lock}.stale.${process.pid}`;
+        try {
+          renameSync(lock, aside);
+          if (readFileSync(aside, 'utf8') !== owner) renameSync(aside, lock);
+          else rmSync(aside, { force: true });
+        } catch { /* someone else got there first */ }
+        continue;
+      }
+      if (Date.now() > deadline) throw new KeelError(`container ${id} is locked by process ${pid}`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
     }
     try {
-      if (c.flock(fd, 2 /* LOCK_EX */) !== 0) throw new Error(`flock: ${c.strerror(c.errno())}`);
       return await fn();
     } finally {
-      closeSync(fd);
+      try { if (readFileSync(lock, 'utf8') === me) rmSync(lock, { force: true }); } catch { /* removed with the container */ }
     }
   }
 }
