@@ -185,6 +185,8 @@ let counter = 0;
 /** Runs one RUN step to completion; returns its exit code and last output lines. */
 export async function runStep(req: RunRequest, opts: RunnerOptions): Promise<RunResult> {
   const spec = await runSpec(req);
+  // Older runtimes refuse spec versions newer than theirs; nothing here needs more than 1.0.2.
+  if (opts.runtimePath) spec.ociVersion = '1.0.2';
   fs.mkdirSync(req.bundleDir, { recursive: true });
   fs.writeFileSync(join(req.bundleDir, 'config.json'), JSON.stringify(spec));
   const id = `keel-build-${process.pid}-${++counter}-${Date.now().toString(36)}`;
