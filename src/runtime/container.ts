@@ -195,6 +195,8 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       const map = (m: { containerID: number; hostID: number; size: number }[] | undefined) => (m ?? []).map((x) => `${x.containerID} ${x.hostID} ${x.size}\n`).join('');
       if (!linux.uidMappings?.length || !linux.gidMappings?.length) throw new KeelError('config.json: /linux/uidMappings: a user namespace needs uidMappings and gidMappings');
       writeFileSync(`/proc/${pid}/uid_map`, map(linux.uidMappings));
+      // Without CAP_SETGID in the parent namespace, gid_map can only be written once setgroups is denied.
+      if (process.getuid?.() !== 0) writeFileSync(`/proc/${pid}/setgroups`, 'deny');
       writeFileSync(`/proc/${pid}/gid_map`, map(linux.gidMappings));
     }
     if (config.process?.oomScoreAdj !== undefined) writeFileSync(`/proc/${pid}/oom_score_adj`, String(config.process.oomScoreAdj));

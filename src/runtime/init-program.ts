@@ -150,11 +150,12 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   if (offsets.length && !(cloneFlags & CLONE.NEWTIME)) throw new KeelError('config.json: /linux/timeOffsets: time offsets need a new time namespace (a "time" entry without a path in /linux/namespaces)');
   if (offsets.length) cloneFlags &= ~CLONE.NEWTIME;
 
-  // 0. Not dumpable while the host's files are in view; wait for the parent to finish set-up.
-  p.sys(S.prctl, [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'prctl(PR_SET_DUMPABLE)' });
+  // 0. Wait for the parent to finish set-up, then not dumpable while the host's files are in view.
+  // (The runtime writes the id maps first: an unprivileged runtime can only while the child is dumpable.)
   p.sys(S.read, [opts.goFd, scratch, 1], { what: 'wait for the runtime', onOk: 'go', notOnZero: true });
   p.fail(EINVAL, 'wait for the runtime: the runtime went away');
   p.label('go');
+  p.sys(S.prctl, [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'prctl(PR_SET_DUMPABLE)' });
 
   // 1. Join namespaces by path, the user namespace first.
   joins.sort((a, b) => (a.type === 'user' ? -1 : b.type === 'user' ? 1 : 0));
@@ -218,7 +219,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     const mounts = config.mounts ?? [];
     const devBound = mounts.some((m) => posix.normalize(m.destination) === '/dev' && parseMountOptions(m.options, m.type).bind);
     const devMounted = mounts.some((m) => posix.normalize(m.destination) === '/dev');
-    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle));
+    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle, userns));
     if (!devBound) compileDevices(p, config, rootfs, userns, devMounted);
     if (opts.syncBeforePivot) syncPoint(p, opts, MARK_PIVOT, 'pivot');
     // pivot_root(".", ".") and detach the old root, or MS_MOVE + chroot with --no-pivot.
@@ -322,7 +323,8 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
   const env = withHome(proc.env ?? [], opts.rootfs, uid);
   p.sys(S.prctl, [PR.SET_KEEPCAPS, 1, 0, 0, 0], { what: 'prctl(PR_SET_KEEPCAPS)' });
   const groups = user.additionalGids ?? [];
-  const setgroupsAllowed = !opts.userns || readSetgroupsPolicy();
+  // An unprivileged runtime denies setgroups in the user namespace (it must, to map gids).
+  const setgroupsAllowed = !opts.userns || process.getuid?.() === 0 || groups.length > 0;
   if (setgroupsAllowed) {
     const g = p.alloc(Math.max(4, groups.length * 4));
     groups.forEach((x, i) => p.setU32(g + BigInt(i * 4), x));
@@ -388,9 +390,6 @@ function withHome(env: string[], rootfs: string | undefined, uid: number): strin
   return [...env, `HOME=${home}`];
 }
 
-function readSetgroupsPolicy(): boolean {
-  return true;
-}
 
 function compileLookPath(p: Program, arg0: string, env: string[], cell: bigint): void {
   const X_OK = 1;
@@ -421,7 +420,7 @@ function mkdirAll(p: Program, root: string, dir: string, mode = 0o755): void {
   }
 }
 
-function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundle: string): void {
+function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundle: string, userns: boolean): void {
   const type = m.type ?? (m.options?.some((o) => o === 'bind' || o === 'rbind') ? 'bind' : undefined);
   if (type !== undefined && type !== 'none' && !KNOWN_MOUNT_TYPES.has(type)) {
     throw new KeelError(`config.json: /mounts/${index}/type: unknown mount type ${JSON.stringify(type)}`);
@@ -457,15 +456,20 @@ function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundl
   } else if (type === 'cgroup' && !isCgroup2Host()) {
     // cgroup v1 or hybrid host: a tmpfs holding one mount per hierarchy, as runc makes it.
     p.sys(S.mount, [str('tmpfs'), str(dest), str('tmpfs'), o.flags & ~MS.RDONLY, str('mode=755')], { what: `mount tmpfs for cgroups on ${destination}` });
-    for (const h of v1Hierarchies()) {
+    // In a user namespace cgroup v1 cannot be mounted: the host's hierarchies are bound instead.
+    const hierarchies = [...v1Hierarchies(), ...(existsSync('/sys/fs/cgroup/unified') ? [{ name: 'unified', options: '' }] : [])];
+    for (const h of hierarchies) {
       const sub = posix.join(dest, h.name);
+      const shown = posix.join(destination, h.name);
       p.sys(S.mkdir, [str(sub), 0o755], { what: `mkdir ${sub}`, tolerate: EEXIST });
-      p.sys(S.mount, [str('cgroup'), str(sub), str('cgroup'), o.flags, str(h.options)], { what: `mount cgroup ${h.options} on ${posix.join(destination, h.name)}` });
-    }
-    if (existsSync('/sys/fs/cgroup/unified')) {
-      const sub = posix.join(dest, 'unified');
-      p.sys(S.mkdir, [str(sub), 0o755], { what: `mkdir ${sub}`, tolerate: EEXIST });
-      p.sys(S.mount, [str('cgroup2'), str(sub), str('cgroup2'), o.flags, 0], { what: `mount cgroup2 on ${posix.join(destination, 'unified')}` });
+      if (userns) {
+        p.sys(S.mount, [str(`/sys/fs/cgroup/${h.name}`), str(sub), 0, MS.BIND | MS.REC, 0], { what: `bind the host's cgroup ${h.name} on ${shown}` });
+        p.sys(S.mount, [0, str(sub), 0, MS.BIND | MS.REMOUNT | MS.REC | o.flags, 0], { what: `remount ${shown}`, tolerate: 'any' });
+      } else if (h.name === 'unified') {
+        p.sys(S.mount, [str('cgroup2'), str(sub), str('cgroup2'), o.flags, 0], { what: `mount cgroup2 on ${shown}` });
+      } else {
+        p.sys(S.mount, [str('cgroup'), str(sub), str('cgroup'), o.flags, str(h.options)], { what: `mount cgroup ${h.options} on ${shown}` });
+      }
     }
     if (o.flags & MS.RDONLY) p.sys(S.mount, [0, str(dest), 0, MS.REMOUNT | o.flags, str('mode=755')], { what: `remount ${destination} read-only` });
   } else {
