@@ -164,7 +164,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     const lifted = (opts as any)._lifted as { e: number; g: number; s: number } | undefined;
     const init = compileInit(config, {
       rootfs, bundle, errFd: lifted?.e ?? errW, goFd: lifted?.g ?? goR, startFd: lifted?.s ?? childStartFd,
-      consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot,
+      consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot, noNewKeyring: opts.noNewKeyring, id,
       preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync, stdio: opts.stdio,
     });
 

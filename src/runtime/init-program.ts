@@ -53,6 +53,9 @@ export interface InitOptions {
   /** Stop before pivot_root (MARK_PIVOT) and wait on goFd: the runtime runs prestart/createRuntime/createContainer hooks there. */
   syncBeforePivot?: boolean;
   noPivot?: boolean;
+  noNewKeyring?: boolean;
+  /** The container id (names the session keyring). */
+  id?: string;
   preserveFds?: number;
   /** fds to install as the container's stdin, stdout, stderr (default: the runtime's own). */
   stdio?: number[];
@@ -191,6 +194,8 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   for (let fd = 0; fd < 3 + preserve; fd++) p.sys(S.fcntl, [fd, F_SETFD, 0], { what: `keep fd ${fd}`, tolerate: 9 /* EBADF */ });
   p.sys(S.close_range, [3 + preserve, 0xffffffff, CLOSE_RANGE_CLOEXEC], { what: 'close_range' });
   p.sys(S.setsid, [], { what: 'setsid' });
+  // A new session keyring, as runc makes one, unless --no-new-keyring (failures are ignored, as runc).
+  if (!opts.noNewKeyring) p.sys(S.keyctl, [1 /* KEYCTL_JOIN_SESSION_KEYRING */, p.cstr(`_ses.${opts.id ?? 'keel'}`), 0, 0, 0], { what: 'join a new session keyring', tolerate: 'any' });
   let consoleFd: bigint | undefined;
   if (proc.terminal) {
     if (!opts.consoleSocket) throw new KeelError('config.json: /process/terminal: a terminal needs --console-socket');

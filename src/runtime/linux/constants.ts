@@ -10,7 +10,7 @@ const X86_64 = {
   faccessat: 269, dup3: 292, prlimit64: 302, setns: 308, sched_setattr: 314, seccomp: 317, execveat: 322,
   pidfd_open: 434, clone3: 435, close_range: 436, openat2: 437, pidfd_getfd: 438, faccessat2: 439,
   mount_setattr: 442, open_tree: 428, move_mount: 429, fsopen: 430, fsconfig: 431, fsmount: 432, pidfd_send_signal: 424,
-  alarm: 37, unshare: 272, sched_setaffinity: 203,
+  alarm: 37, unshare: 272, keyctl: 250, sched_setaffinity: 203,
 } as const;
 
 export type SyscallName = keyof typeof X86_64;
