@@ -1257,13 +1257,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   awaitable.cpus = (await import('node:os')).availableParallelism?.() ?? 2;
   const builder = new Builder(opts, store, plan, ctx, snaps, progress, workDir, platform, resolver);
 
-  // An interrupted build unmounts and removes its work directory before it goes.
+  // An interrupted build stops its containers, unmounts and removes its work directory, then exits
+  // with 128 + the signal's number, as a shell reports it.
   const onSignal = (sig: NodeJS.Signals) => {
-    unmountAll();
-    try { fs.rmSync(workDir, { recursive: true, force: true }); } catch { /* best effort */ }
-    unlock();
-    progress.close();
-    process.kill(process.pid, sig);
+    void (async () => {
+      const { killRunning } = await import('./run.js');
+      await killRunning();
+      unmountAll();
+      try { fs.rmSync(workDir, { recursive: true, force: true }); } catch { /* best effort */ }
+      unlock();
+      progress.close();
+      const { constants } = await import('node:os');
+      process.exit(128 + (constants.signals[sig] ?? 15));
+    })();
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.once(s, onSignal);
@@ -1294,7 +1300,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         const { OciLayout, exportArchive } = await import('../layers/index.js');
         const dest = resolvePath(o.dest);
         const part = `${dest}.part-${process.pid}`;
-        const out = fs.createWriteStream(part);
+        let fd: number;
+        try {
+          fd = fs.openSync(part, 'w', 0o644);
+        } catch (err) {
+          throw new KeelError(`--output type=oci-archive,dest=${o.dest}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (err as Error).message}`);
+        }
+        const out = fs.createWriteStream(part, { fd });
         try {
           await exportArchive(await OciLayout.open(tmp), out);
           await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));

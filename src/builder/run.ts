@@ -9,7 +9,7 @@
 // so they do not end up in the layer, as BuildKit does.
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import type { Mount, Spec } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { resolveInRoot, lstatOrUndefined, components } from './rootpath.js';
@@ -182,6 +182,24 @@ class LineCollector {
 
 let counter = 0;
 
+/** Containers running now (so an interrupted build can stop them). */
+const running = new Map<string, RunnerOptions>();
+
+/** Kills every RUN container of this process (SIGKILL) and forgets their state; never throws. */
+export async function killRunning(): Promise<void> {
+  for (const [id, opts] of [...running]) {
+    try {
+      if (opts.runtimePath) {
+        spawnSync(opts.runtimePath, ['--root', `${opts.runtimeRoot}-ext`, 'kill', id, 'KILL'], { stdio: 'ignore', timeout: 5000 });
+      } else {
+        const runtime = await import('../runtime/index.js');
+        await runtime.kill({ root: opts.runtimeRoot }, id, 'KILL', { all: true });
+        await runtime.remove({ root: opts.runtimeRoot }, id, { force: true });
+      }
+    } catch { /* gone already */ }
+  }
+}
+
 /** Runs one RUN step to completion; returns its exit code and last output lines. */
 export async function runStep(req: RunRequest, opts: RunnerOptions): Promise<RunResult> {
   const spec = await runSpec(req);
@@ -191,6 +209,15 @@ export async function runStep(req: RunRequest, opts: RunnerOptions): Promise<Run
   fs.writeFileSync(join(req.bundleDir, 'config.json'), JSON.stringify(spec));
   const id = `keel-build-${process.pid}-${++counter}-${Date.now().toString(36)}`;
   const lines = new LineCollector(opts.onLine);
+  running.set(id, opts);
+  try {
+    return await runContainer(id, req, opts, lines);
+  } finally {
+    running.delete(id);
+  }
+}
+
+async function runContainer(id: string, req: RunRequest, opts: RunnerOptions, lines: LineCollector): Promise<RunResult> {
   if (opts.runtimePath) {
     const code = await new Promise<number>((resolve, reject) => {
       const child = spawn(opts.runtimePath!, ['--root', `${opts.runtimeRoot}-ext`, 'run', '--bundle', req.bundleDir, id], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { createServer } from 'node:http';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { skipReason, context, BUSYBOX_BASE, newStore, buildWith, storeLayout, unpack, tree, tempDir } from './helpers.js';
+import { skipReason, context, BUSYBOX_BASE, newStore, buildWith, storeLayout, unpack, tree, tempDir, type FileSpec } from './helpers.js';
 
 const store = newStore();
 
-async function built(dockerfile: string, files: Record<string, Parameters<typeof context>[1][string]>, tag: string, extra: Parameters<typeof buildWith>[2] = {}) {
+async function built(dockerfile: string, files: Record<string, FileSpec>, tag: string, extra: Parameters<typeof buildWith>[2] = {}) {
   const ctx = context(dockerfile, files);
   const r = await buildWith(store, ctx, { tags: [tag], ...extra });
   const rootfs = join(unpack(storeLayout(store), tag.includes(':') ? tag : `${tag}:latest`), 'rootfs');
