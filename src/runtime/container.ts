@@ -46,12 +46,24 @@ function store(ctx: RuntimeContext): StateStore { return new StateStore(ctx.root
 function nsTypes(config: Spec): string[] { return (config.linux?.namespaces ?? []).map((n) => n.type); }
 
 /** Field 3 (state) and 22 (start time) of /proc/PID/stat, or undefined when there is no such process. */
-function procStat(pid: number): { state: string; startTime: string } | undefined {
+function procStat(pid: number): { state: string; startTime: string; ppid: number } | undefined {
   if (!(pid > 0)) return undefined;
   let text: string;
   try { text = readFileSync(`/proc/${pid}/stat`, 'utf8'); } catch { return undefined; }
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return { state: fields[0]!, startTime: fields[19]! };
+  return { state: fields[0]!, startTime: fields[19]!, ppid: Number(fields[1]) };
+}
+
+/**
+ * Reaps the container's exited init when it is this process's child (library use; the CLI exits
+ * and leaves that to the system). An unreaped init keeps its pid: a pid namespace it was in
+ * cannot end, so a container whose pid namespace it joined could never be deleted.
+ */
+async function reap(rec: ContainerRecord): Promise<void> {
+  const st = procStat(rec.pid);
+  if (!st || st.state !== 'Z' || st.startTime !== rec.pidStartTime || st.ppid !== process.pid) return;
+  const { libc } = await import('./sys/libc.js');
+  libc().waitpid(rec.pid, new Int32Array(1), 1 /* WNOHANG */);
 }
 
 function isAlive(rec: ContainerRecord): boolean {
@@ -106,7 +118,7 @@ export async function loadBundle(bundle: string): Promise<{ config: Spec; bundle
   return { config, bundle: dir, rootfs };
 }
 
-interface Spawned { pid: number; pidfd: number; startFd: number; config: Spec; rec: ContainerRecord }
+interface Spawned { pid: number; pidfd: number; startFd: number; config: Spec; rec: ContainerRecord; consoleMaster: number }
 
 /** Writes `text` to `path` atomically (as runc does for --pid-file). */
 function writeAtomic(path: string, text: string): void {
@@ -137,6 +149,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
   const [errR, errW] = pipe(); toClose.push(errR, errW);
   const [goR, goW] = pipe(); toClose.push(goR, goW);
   let startR: number, startW = -1;
+  let consoleParent = -1, consoleChild = -1;
   let childStartFd: number;
   const dir = st.claim(id);
   let pid = 0;
@@ -152,6 +165,14 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       [startR, startW] = pipe(); toClose.push(startR);
     }
     childStartFd = startR;
+    // `run` in the foreground with a terminal and no --console-socket: keel receives the pty
+    // master itself (as runc does) over a socketpair and relays it.
+    if (mode === 'run' && !(opts as RunOptions).detach && config.process?.terminal && !opts.consoleSocket) {
+      const sv = new Int32Array(2);
+      if (c.socketpair(1 /* AF_UNIX */, 1 /* SOCK_STREAM */ | O_CLOEXEC, 0, sv) !== 0) throw new Error(`socketpair: ${c.strerror(c.errno())}`);
+      consoleParent = sv[0]!; consoleChild = sv[1]!;
+      toClose.push(consoleParent, consoleChild);
+    }
     let preserve = opts.preserveFds ?? 0;
     if (preserve < 0) throw new KeelError('--preserve-fds must not be negative');
     // Keep our pipes above the preserved fds so they never collide.
@@ -166,6 +187,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       rootfs, bundle, errFd: lifted?.e ?? errW, goFd: lifted?.g ?? goR, startFd: lifted?.s ?? childStartFd,
       consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot, noNewKeyring: opts.noNewKeyring, id,
       preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync, stdio: opts.stdio,
+      consoleFd: consoleChild >= 0 ? consoleChild : undefined,
     });
 
     const rec: ContainerRecord = {
@@ -227,13 +249,19 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       }
       throw new KeelError(`create ${id}: ${init.program.explain(Number(step), errno, describeErrno)}`);
     }
+    let consoleMaster = -1;
+    if (consoleParent >= 0) {
+      const { receiveFd } = await import('./sys/libc.js');
+      consoleMaster = receiveFd(consoleParent);
+      if (consoleMaster < 0) throw new KeelError(`create ${id}: the container's pty master did not arrive`);
+    }
     c.close(goW); toClose.splice(toClose.indexOf(goW), 1);
     c.close(errR); toClose.splice(toClose.indexOf(errR), 1);
     c.close(child.pidfd);
     delete rec.creating;
     st.save(rec);
     if (opts.pidFile) writeAtomic(resolve(opts.pidFile), String(pid));
-    return { pid, pidfd: -1, startFd: startW, config, rec };
+    return { pid, pidfd: -1, startFd: startW, config, rec, consoleMaster };
   } catch (err) {
     if (pid > 0) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
@@ -389,6 +417,7 @@ async function destroy(ctx: RuntimeContext, rec: ContainerRecord): Promise<void>
   const config = rec.config as Spec;
   await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }, ctx.warn);
   try { if (rec.cgroup) await (await import('./resources.js')).cgroupOf(rec)?.destroy({ kill: true }); } catch (err) { ctx.warn?.(`removing the cgroup of ${rec.id}: ${(err as Error).message}`); }
+  await reap(rec);
   store(ctx).remove(rec.id);
 }
 
@@ -437,6 +466,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   c.close(spawned.startFd);
   await runHooks('poststart', config.hooks?.poststart, toState(ctx, rec), ctx.warn);
   if (opts.detach) return 0;
+  const relay = spawned.consoleMaster >= 0 ? await relayConsole(spawned.consoleMaster) : undefined;
 
   const handlers = FORWARDED.map((sig) => {
     const h = () => { try { process.kill(rec.pid, sig); } catch { /* exited */ } };
@@ -448,6 +478,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
     c.waitpid.async(rec.pid, status, 0, (err: unknown, res: number) => (err ? reject(err) : res < 0 ? reject(new Error('waitpid failed')) : resolveWait()));
   });
   for (const [sig, h] of handlers) process.off(sig, h);
+  await relay?.close();
   const s = status[0]!;
   const code = (s & 0x7f) === 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f);
   if (!opts.keep) {
@@ -455,4 +486,28 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
     await st.withLock(id, async () => destroy(ctx, st.load(id)));
   }
   return code;
+}
+
+/** Relays keel's stdin and stdout to a container's pty master (raw mode when stdin is a terminal). */
+async function relayConsole(master: number): Promise<{ close(): Promise<void> }> {
+  const tty = await import('node:tty');
+  const fromPty = new tty.ReadStream(master);
+  const toPty = new tty.WriteStream(master);
+  const stdinTty = process.stdin.isTTY;
+  if (stdinTty) process.stdin.setRawMode(true);
+  process.stdin.pipe(toPty);
+  fromPty.on('error', () => undefined); // EIO once the container side closes
+  toPty.on('error', () => undefined);
+  const drained = new Promise<void>((res) => { fromPty.on('end', res); fromPty.on('close', res); fromPty.on('error', () => res()); });
+  fromPty.pipe(process.stdout, { end: false });
+  return {
+    async close() {
+      await Promise.race([drained, new Promise((r) => setTimeout(r, 200))]);
+      process.stdin.unpipe(toPty);
+      if (stdinTty) process.stdin.setRawMode(false);
+      process.stdin.pause();
+      fromPty.destroy();
+      toPty.destroy();
+    },
+  };
 }

@@ -48,6 +48,8 @@ export interface InitOptions {
   goFd: number;
   /** fd the child reads one byte from to exec the user process (`start`). */
   startFd: number;
+  /** A connected unix socket (fd) to send the pty master on, instead of --console-socket. */
+  consoleFd?: number;
   /** Path of the --console-socket, connected by the child before pivot_root. */
   consoleSocket?: string;
   /** Stop before pivot_root (MARK_PIVOT) and wait on goFd: the runtime runs prestart/createRuntime/createContainer hooks there. */
@@ -198,8 +200,9 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   if (!opts.noNewKeyring) p.sys(S.keyctl, [1 /* KEYCTL_JOIN_SESSION_KEYRING */, p.cstr(`_ses.${opts.id ?? 'keel'}`), 0, 0, 0], { what: 'join a new session keyring', tolerate: 'any' });
   let consoleFd: bigint | undefined;
   if (proc.terminal) {
-    if (!opts.consoleSocket) throw new KeelError('config.json: /process/terminal: a terminal needs --console-socket');
-    consoleFd = compileConsoleConnect(p, opts.consoleSocket);
+    if (opts.consoleFd !== undefined) consoleFd = p.cell(BigInt(opts.consoleFd));
+    else if (opts.consoleSocket) consoleFd = compileConsoleConnect(p, opts.consoleSocket);
+    else throw new KeelError('config.json: /process/terminal: a terminal needs --console-socket');
   }
 
   // 3. Hostname and domain name.

@@ -11,7 +11,7 @@ export interface Libc {
   mmap: Fn; mprotect: Fn; munmap: Fn;
   syscall: Fn;
   pipe2: Fn; close: Fn; read: Fn; write: Fn;
-  mkfifo: Fn; kill: Fn; waitpid: Fn; setns: Fn; unshare: Fn; open: Fn; flock: Fn; fcntl: Fn;
+  mkfifo: Fn; kill: Fn; waitpid: Fn; setns: Fn; unshare: Fn; open: Fn; flock: Fn; fcntl: Fn; socketpair: Fn; recvmsg: Fn;
   errno: () => number;
   strerror: (errno: number) => string;
 }
@@ -42,10 +42,32 @@ export function libc(): Libc {
     open: lib.func('int open(const char *path, int flags, uint32_t mode)'),
     flock: lib.func('int flock(int fd, int operation)'),
     fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
+    socketpair: lib.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+    recvmsg: lib.func('long recvmsg(int fd, void *msg, int flags)'),
     errno: () => koffi.errno(),
     strerror: (e: number) => strerror(e) as string,
   };
   return cached;
+}
+
+/**
+ * Receives one file descriptor sent with SCM_RIGHTS on a unix socket (blocking), or -1.
+ * The message layout is x86-64/aarch64 struct msghdr with one iovec and one cmsg.
+ */
+export function receiveFd(sock: number): number {
+  const c = libc();
+  const data = Buffer.alloc(256);
+  const iov = Buffer.alloc(16);
+  const control = Buffer.alloc(24);
+  const msg = Buffer.alloc(56);
+  const addr = (b: Buffer) => BigInt(c.koffi.address(b));
+  iov.writeBigUInt64LE(addr(data), 0); iov.writeBigUInt64LE(BigInt(data.length), 8);
+  msg.writeBigUInt64LE(addr(iov), 16); msg.writeBigUInt64LE(1n, 24);
+  msg.writeBigUInt64LE(addr(control), 32); msg.writeBigUInt64LE(BigInt(control.length), 40);
+  const n = Number(c.recvmsg(sock, msg, 0x40000000 /* MSG_CMSG_CLOEXEC */));
+  if (n < 0) return -1;
+  if (control.readUInt32LE(8) !== 1 /* SOL_SOCKET */ || control.readUInt32LE(12) !== 1 /* SCM_RIGHTS */) return -1;
+  return control.readInt32LE(16);
 }
 
 /** Error names for errno values (Linux, x86-64 and generic), for one-line messages. */
