@@ -90,3 +90,13 @@ export function waitFor(fn: () => boolean, timeoutMs = 5000): boolean {
   while (Date.now() < end) { if (fn()) return true; sleepMs(10); }
   return fn();
 }
+
+/** makeBundle for a shell script (any quoting): the process is `sh -c SCRIPT`. */
+export function shBundle(script: string, edit?: (config: any) => void): string {
+  return makeBundle(['true'], (c) => { c.process.args = ['sh', '-c', script]; edit?.(c); });
+}
+
+/** makeBundle whose args are set through config.json, so they may hold any characters. */
+export function argsBundle(args: string[], edit?: (config: any) => void): string {
+  return makeBundle(['true'], (c) => { c.process.args = args; edit?.(c); });
+}
