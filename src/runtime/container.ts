@@ -130,7 +130,7 @@ function writeAtomic(path: string, text: string): void {
 async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, mode: 'create' | 'run'): Promise<Spawned> {
   checkId(id);
   const { config, bundle, rootfs } = await loadBundle(opts.bundle);
-  const [{ libc, describeErrno }, { compileInit }, { cloneProgram }] = await Promise.all([
+  const [{ libc, describeErrno, pipeCloexec }, { compileInit }, { cloneProgram }] = await Promise.all([
     import('./sys/libc.js'), import('./init-program.js'), import('./native/clone.js'),
   ]);
   const c = libc();
@@ -140,11 +140,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
   const needPivotSync = !!(hooks.prestart?.length || hooks.createRuntime?.length || hooks.createContainer?.length);
 
   // Compile before anything is created: a bad config fails here with nothing left behind.
-  const fds = new Int32Array(2);
-  const pipe = (): [number, number] => {
-    if (c.pipe2(fds, O_CLOEXEC) !== 0) throw new Error(`pipe2: ${c.strerror(c.errno())}`);
-    return [fds[0]!, fds[1]!];
-  };
+  const pipe = pipeCloexec;
   const toClose: number[] = [];
   const [errR, errW] = pipe(); toClose.push(errR, errW);
   const [goR, goW] = pipe(); toClose.push(goR, goW);
@@ -178,7 +174,6 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     // Keep our pipes above the preserved fds so they never collide.
     if (preserve > 0) {
       const lift = (fd: number) => { const n = c.fcntl(fd, 1030 /* F_DUPFD_CLOEXEC */, 3 + preserve + 64); toClose.push(n); return n; };
-      [fds[0], fds[1]] = [0, 0];
       const e = lift(errW), g = lift(goR), s = lift(startR);
       (opts as any)._lifted = { e, g, s };
     }
@@ -446,12 +441,10 @@ export async function remove(ctx: RuntimeContext, id: string, opts: { force?: bo
 
 export interface RunOptions extends CreateOptions { detach?: boolean; keep?: boolean }
 
-const FORWARDED: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGCONT', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', 'SIGALRM', 'SIGPIPE'];
-
 /** `keel run`: create + start, then (unless detached) wait and return the exit code (128+n for signal n). */
 export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Promise<number> {
   const spawned = await spawnInit(ctx, id, opts, 'run');
-  const { libc } = await import('./sys/libc.js');
+  const { libc, waitForwarding } = await import('./sys/libc.js');
   const c = libc();
   const { rec, config } = spawned;
   try {
@@ -468,19 +461,8 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   if (opts.detach) return 0;
   const relay = spawned.consoleMaster >= 0 ? await relayConsole(spawned.consoleMaster) : undefined;
 
-  const handlers = FORWARDED.map((sig) => {
-    const h = () => { try { process.kill(rec.pid, sig); } catch { /* exited */ } };
-    process.on(sig, h);
-    return [sig, h] as const;
-  });
-  const status = new Int32Array(1);
-  await new Promise<void>((resolveWait, reject) => {
-    c.waitpid.async(rec.pid, status, 0, (err: unknown, res: number) => (err ? reject(err) : res < 0 ? reject(new Error('waitpid failed')) : resolveWait()));
-  });
-  for (const [sig, h] of handlers) process.off(sig, h);
+  const code = await waitForwarding(rec.pid);
   await relay?.close();
-  const s = status[0]!;
-  const code = (s & 0x7f) === 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f);
   if (!opts.keep) {
     const st = store(ctx);
     await st.withLock(id, async () => destroy(ctx, st.load(id)));

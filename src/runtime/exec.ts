@@ -83,17 +83,12 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
   const proc = execProcess(config, opts);
   if (proc.terminal && !opts.consoleSocket) throw new KeelError('exec --tty needs --console-socket');
 
-  const [{ libc, describeErrno }, { newProgram }, { compileProcess, compileConsoleConnect, compileConsole }, { cgroupOf }, { compileJoin, cloneJoined }] = await Promise.all([
+  const [{ libc, describeErrno, pipeCloexec, waitForwarding }, { newProgram }, { compileProcess, compileConsoleConnect, compileConsole }, { cgroupOf }, { compileJoin, cloneJoined }] = await Promise.all([
     import('./sys/libc.js'), import('./native/clone.js'), import('./init-program.js'), import('./resources.js'), import('./nsjoin.js'),
   ]);
   const c = libc();
   const S = syscalls();
-  const O_CLOEXEC = 0o2000000;
-  const fds = new Int32Array(2);
-  const pipe = (): [number, number] => {
-    if (c.pipe2(fds, O_CLOEXEC) !== 0) throw new Error(`pipe2: ${c.strerror(c.errno())}`);
-    return [fds[0]!, fds[1]!];
-  };
+  const pipe = pipeCloexec;
   const preserve = opts.preserveFds ?? 0;
   const open: number[] = [];
   const lift = (fd: number) => {
@@ -143,15 +138,9 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
     // EOF: the error pipe closed on execve, the process runs.
     if (opts.pidFile) writeFileSync(resolve(opts.pidFile), String(pid));
     if (opts.detach) return 0;
-    const status = new Int32Array(1);
-    const forwarded: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
     const target = pid;
-    const handlers = forwarded.map((sig) => { const h = () => { try { process.kill(target, sig); } catch { /* exited */ } }; process.on(sig, h); return [sig, h] as const; });
-    await new Promise<void>((res, rej) => c.waitpid.async(target, status, 0, (err: unknown, r: number) => (err ? rej(err) : r < 0 ? rej(new Error('waitpid failed')) : res())));
-    for (const [sig, h] of handlers) process.off(sig, h);
-    pid = 0;
-    const s = status[0]!;
-    return (s & 0x7f) === 0 ? (s >> 8) & 0xff : 128 + (s & 0x7f);
+    pid = 0; // from here on the process is the caller's, not ours to kill on error
+    return await waitForwarding(target);
   } catch (err) {
     if (pid > 0) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } c.waitpid(pid, new Int32Array(1), 0); }
     throw err;

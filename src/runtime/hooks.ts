@@ -53,16 +53,12 @@ export async function runHooks(kind: HookKind, hooks: Hook[] | undefined, state:
  */
 export async function runHooksIn(kind: HookKind, hooks: Hook[] | undefined, state: object, target: { pid: number; types: string[] }): Promise<void> {
   if (!hooks?.length) return;
-  const [{ libc, describeErrno }, { newProgram }, { compileJoin, cloneJoined }, { syscalls }] = await Promise.all([
+  const [{ libc, describeErrno, pipeCloexec }, { newProgram }, { compileJoin, cloneJoined }, { syscalls }] = await Promise.all([
     import('./sys/libc.js'), import('./native/clone.js'), import('./nsjoin.js'), import('./linux/constants.js'),
   ]);
   const c = libc();
   const S = syscalls();
-  const fds = new Int32Array(2);
-  const pipe = (): [number, number] => {
-    if (c.pipe2(fds, 0o2000000) !== 0) throw new Error(`pipe2: ${c.strerror(c.errno())}`);
-    return [fds[0]!, fds[1]!];
-  };
+  const pipe = pipeCloexec;
   for (const [i, hook] of hooks.entries()) {
     const where = `${kind} hook #${i} (${hook.path})`;
     const [inR, inW] = pipe();

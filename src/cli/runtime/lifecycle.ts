@@ -17,39 +17,42 @@ async function runtime() {
   return { rt, ctx };
 }
 
-const bundleOption = () => Option.String('-b,--bundle', { description: 'path to the root of the bundle directory (default: current directory)' });
-const createFlags = () => ({
-  bundle: bundleOption(),
-  pidFile: Option.String('--pid-file', { description: 'file to write the process id to' }),
-  consoleSocket: Option.String('--console-socket', { description: 'unix socket that receives the pty master when process.terminal is true' }),
-  noPivot: Option.Boolean('--no-pivot', false, { description: 'do not use pivot_root (MS_MOVE + chroot instead)' }),
-  noNewKeyring: Option.Boolean('--no-new-keyring', false, { description: 'do not create a new session keyring' }),
-  preserveFds: Option.String('--preserve-fds', { description: 'pass N additional file descriptors (3..3+N-1) to the container' }),
-});
+/** The flags `create` and `run` share (runc's). */
+abstract class CreateFlagsCommand extends KeelCommand {
+  bundle = Option.String('-b,--bundle', { description: 'path to the root of the bundle directory (default: current directory)' });
+  pidFile = Option.String('--pid-file', { description: 'file to write the process id to' });
+  consoleSocket = Option.String('--console-socket', { description: 'unix socket that receives the pty master when process.terminal is true' });
+  noPivot = Option.Boolean('--no-pivot', false, { description: 'do not use pivot_root (MS_MOVE + chroot instead)' });
+  noNewKeyring = Option.Boolean('--no-new-keyring', false, { description: 'do not create a new session keyring' });
+  preserveFds = Option.String('--preserve-fds', { description: 'pass N additional file descriptors (3..3+N-1) to the container' });
 
-export class CreateCommand extends KeelCommand {
-  static override paths = [['create']];
-  static override usage = Command.Usage({ description: 'create a container (its process waits for start)' });
-  bundle = createFlags().bundle; pidFile = createFlags().pidFile; consoleSocket = createFlags().consoleSocket;
-  noPivot = createFlags().noPivot; noNewKeyring = createFlags().noNewKeyring; preserveFds = createFlags().preserveFds;
-  id = Option.String();
-  async run() {
-    const { rt, ctx } = await runtime();
-    await rt.create(ctx, this.id, { bundle: this.bundle ?? '.', pidFile: this.pidFile, consoleSocket: this.consoleSocket, noPivot: this.noPivot, noNewKeyring: this.noNewKeyring, preserveFds: intOption(this.preserveFds, '--preserve-fds') });
+  createOptions() {
+    return {
+      bundle: this.bundle ?? '.', pidFile: this.pidFile, consoleSocket: this.consoleSocket, noPivot: this.noPivot,
+      noNewKeyring: this.noNewKeyring, preserveFds: intOption(this.preserveFds, '--preserve-fds'),
+    };
   }
 }
 
-export class RunCommand extends KeelCommand {
+export class CreateCommand extends CreateFlagsCommand {
+  static override paths = [['create']];
+  static override usage = Command.Usage({ description: 'create a container (its process waits for start)' });
+  id = Option.String();
+  async run() {
+    const { rt, ctx } = await runtime();
+    await rt.create(ctx, this.id, this.createOptions());
+  }
+}
+
+export class RunCommand extends CreateFlagsCommand {
   static override paths = [['run']];
   static override usage = Command.Usage({ description: 'create and start a container, wait for it and exit with its status' });
-  bundle = createFlags().bundle; pidFile = createFlags().pidFile; consoleSocket = createFlags().consoleSocket;
-  noPivot = createFlags().noPivot; noNewKeyring = createFlags().noNewKeyring; preserveFds = createFlags().preserveFds;
   detach = Option.Boolean('-d,--detach', false, { description: 'detach from the container process' });
   keep = Option.Boolean('--keep', false, { description: 'do not delete the container after it exits' });
   id = Option.String();
   async run() {
     const { rt, ctx } = await runtime();
-    return rt.run(ctx, this.id, { bundle: this.bundle ?? '.', pidFile: this.pidFile, consoleSocket: this.consoleSocket, noPivot: this.noPivot, noNewKeyring: this.noNewKeyring, preserveFds: intOption(this.preserveFds, '--preserve-fds'), detach: this.detach, keep: this.keep });
+    return rt.run(ctx, this.id, { ...this.createOptions(), detach: this.detach, keep: this.keep });
   }
 }
 

@@ -85,3 +85,38 @@ export function describeErrno(errno: number): string {
   try { text = libc().strerror(errno); } catch { /* koffi unavailable */ }
   return ERRNO_NAMES[errno] ? `${ERRNO_NAMES[errno]}: ${text}` : text;
 }
+
+/** A close-on-exec pipe: [read end, write end]. */
+export function pipeCloexec(): [number, number] {
+  const c = libc();
+  const fds = new Int32Array(2);
+  if (c.pipe2(fds, 0o2000000) !== 0) throw new Error(`pipe2: ${c.strerror(c.errno())}`);
+  return [fds[0]!, fds[1]!];
+}
+
+/** A shell-style exit code from a wait status: the exit status, or 128+n when killed by signal n. */
+export function exitCodeOf(status: number): number {
+  return (status & 0x7f) === 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+}
+
+const FORWARDED: NodeJS.Signals[] = ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGCONT', 'SIGTSTP', 'SIGTTIN', 'SIGTTOU', 'SIGALRM', 'SIGPIPE'];
+
+/**
+ * Waits (on a worker thread, so the event loop keeps running) for child `pid` to exit, forwarding
+ * the signals keel receives meanwhile, as runc does; returns its exit code.
+ */
+export async function waitForwarding(pid: number): Promise<number> {
+  const c = libc();
+  const handlers = FORWARDED.map((sig) => {
+    const h = () => { try { process.kill(pid, sig); } catch { /* exited */ } };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  const status = new Int32Array(1);
+  try {
+    await new Promise<void>((res, rej) => c.waitpid.async(pid, status, 0, (err: unknown, r: number) => (err ? rej(err) : r < 0 ? rej(new Error(`waitpid ${pid} failed`)) : res())));
+  } finally {
+    for (const [sig, h] of handlers) process.off(sig, h);
+  }
+  return exitCodeOf(status[0]!);
+}
