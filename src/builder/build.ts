@@ -82,8 +82,12 @@ export interface BuildOptions {
 export interface RegistryAccess {
   /** Registries (host[:port]) spoken to over plain HTTP. Default: none except localhost/127.0.0.1. */
   insecure?: string[];
-  /** Credentials per registry host (else from the Docker/containers auth files). */
+  /** Credentials per registry host (else `credentials`, else the Docker/containers auth files). */
   auth?: Record<string, { username: string; password: string }>;
+  /** Credentials for any registry not in `auth`. */
+  credentials?: { username: string; password: string };
+  /** Uploads bigger than this go in chunks of this size (default 16 MiB; 0: always one request). */
+  chunkSize?: number;
   /** No pulls at all (default false). */
   offline?: boolean;
 }
@@ -96,6 +100,8 @@ export interface BuildResult {
   tags: string[];
   steps: number;
   cached: number;
+  /** What each push did (type=registry). */
+  pushes: import('./registry.js').PushReport[];
 }
 
 const KEY_VERSION = 'keel-build/1';
@@ -1210,6 +1216,10 @@ function layoutRefNames(tags: string[]): string[] {
   return out.length ? [...new Set(out)] : ['latest'];
 }
 
+function registryOptions(r: RegistryAccess | undefined): import('./registry.js').RegistryOptions {
+  return { insecure: r?.insecure, auth: r?.auth, credentials: r?.credentials, chunkSize: r?.chunkSize };
+}
+
 /** Builds an image. See BuildOptions; throws a KeelError (StepError for a failing step). */
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const contextDir = checkContextDir(opts.context);
@@ -1251,7 +1261,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (!opts.registry?.offline) {
     resolver.pull = async (ref, p) => {
       const { pullImage } = await import('./registry.js');
-      return pullImage(store, ref, p, { insecure: opts.registry?.insecure, auth: opts.registry?.auth, progress });
+      return pullImage(store, ref, p, { ...registryOptions(opts.registry), progress });
     };
   }
   awaitable.cpus = (await import('node:os')).availableParallelism?.() ?? 2;
@@ -1284,6 +1294,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     ctx.save();
     let result: { manifest: ContentDescriptor; config: ContentDescriptor; doc: ImageConfig } | undefined;
     const written: string[] = [];
+    const pushes: import('./registry.js').PushReport[] = [];
     for (const o of outputs) {
       if (o.type === 'store') {
         result = await storeImage(store, img, storeTags);
@@ -1322,7 +1333,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
         const { pushImage } = await import('./registry.js');
         result = await storeImage(store, img, storeTags);
         for (const t of tags) {
-          await pushImage(store, img, parseReference(t), { insecure: opts.registry?.insecure, auth: opts.registry?.auth, progress, compression: opts.compression ?? 'gzip', layerBlob: (d, c) => layerBlob(store, d, c) });
+          const pushed = await pushImage(store, img, parseReference(t), { ...registryOptions(opts.registry), progress, compression: opts.compression ?? 'gzip', layerBlob: (d, c) => layerBlob(store, d, c) });
+          pushes.push(pushed);
+          result = { manifest: pushed.manifest, config: pushed.config, doc: pushed.doc };
           written.push(t);
         }
       }
@@ -1330,7 +1343,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     ok = true;
     return {
       manifestDigest: result!.manifest.digest, configDigest: result!.config.digest, config: result!.doc,
-      tags: written, steps: builder.steps, cached: builder.cached,
+      tags: written, steps: builder.steps, cached: builder.cached, pushes,
     };
   } finally {
     for (const s of signals) process.off(s, onSignal);

@@ -22,6 +22,8 @@ import type { LayerRef } from './snapshots.js';
 export interface RegistryOptions {
   insecure?: string[];
   auth?: Record<string, { username: string; password: string }>;
+  /** Credentials for registries not in `auth`. */
+  credentials?: { username: string; password: string };
   progress?: Progress;
   /** Uploads bigger than this go in chunks of this size (default 16 MiB); 0 for monolithic always. */
   chunkSize?: number;
@@ -43,6 +45,7 @@ interface Credentials { username: string; password: string }
 
 function credentialsFor(registry: string, opts: RegistryOptions): Credentials | undefined {
   if (opts.auth?.[registry]) return opts.auth[registry];
+  if (opts.credentials) return opts.credentials;
   const files = [
     process.env.REGISTRY_AUTH_FILE,
     process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'containers', 'auth.json') : undefined,
@@ -82,6 +85,8 @@ export class RegistryClient {
   private challenge: { scheme: 'bearer' | 'basic'; params: Record<string, string> } | undefined;
   readonly base: string;
   readonly apiHost: string;
+  /** More token scopes to ask for (`repository:other/repo:pull`, to mount its blobs). */
+  readonly extraScopes: string[] = [];
 
   constructor(readonly registry: string, readonly repository: string, private readonly opts: RegistryOptions, private readonly actions: string) {
     this.apiHost = registry === 'docker.io' ? 'registry-1.docker.io' : registry;
@@ -137,7 +142,8 @@ export class RegistryClient {
     this.challenge = { scheme: 'bearer', params };
     const url = new URL(params.realm);
     if (params.service) url.searchParams.set('service', params.service);
-    url.searchParams.set('scope', `repository:${this.repository}:${this.actions}`);
+    url.searchParams.append('scope', `repository:${this.repository}:${this.actions}`);
+    for (const s of this.extraScopes) url.searchParams.append('scope', s);
     const headers: Record<string, string> = {};
     if (cred) headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
     const r = await this.raw('GET', url.toString(), headers);
@@ -374,7 +380,11 @@ export interface PushOptions extends RegistryOptions {
 }
 
 export interface PushReport {
+  /** The manifest pushed. */
   digest: string;
+  manifest: ContentDescriptor;
+  config: ContentDescriptor;
+  doc: ImageConfig;
   uploaded: { digest: string; how: 'monolithic' | 'chunked' }[];
   mounted: string[];
   existing: string[];
@@ -392,8 +402,17 @@ export async function pushImage(store: BuildStore, img: { config: Omit<ImageConf
   const docs = await writeImageDocs(layout, img as never, blobs, []);
   const manifestBytes = await layout.readBytes(parseDigest(docs.manifest.digest), docs.manifest.size);
   const manifest = JSON.parse(manifestBytes.toString('utf8')) as ImageManifest;
-  const report: PushReport = { digest: docs.manifest.digest, uploaded: [], mounted: [], existing: [] };
+  const report: PushReport = { digest: docs.manifest.digest, manifest: docs.manifest, config: docs.config, doc: docs.doc, uploaded: [], mounted: [], existing: [] };
   const here = `${ref.registry}/${ref.repository}`;
+  // Blobs known to be in other repositories of this registry can be mounted from there: the
+  // token must grant pull on those repositories too.
+  const sources = new Set<string>();
+  for (const b of [...manifest.layers, manifest.config]) {
+    for (const o of origins(store, b.digest)) {
+      if (o !== here && o.startsWith(`${ref.registry}/`)) sources.add(o.slice(ref.registry.length + 1));
+    }
+  }
+  for (const repo of [...sources].slice(0, 8)) client.extraScopes.push(`repository:${repo}:pull`);
   for (const b of [...manifest.layers, manifest.config]) {
     const d = parseDigest(b.digest);
     if (await client.hasBlob(b.digest)) {

@@ -56,6 +56,7 @@ export class BuildCommand extends KeelCommand {
   contexts = Option.Array('--build-context', [], { description: 'NAME=DIR or NAME=oci-layout://DIR[:TAG] for FROM/COPY --from=NAME (repeatable)' });
   secrets = Option.Array('--secret', [], { description: 'id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret (repeatable)' });
   insecure = Option.Array('--insecure-registry', [], { description: 'a registry HOST[:PORT] spoken to over plain HTTP (repeatable)' });
+  creds = Option.String('--creds', { description: 'USER:PASSWORD for the registries this build pulls from and pushes to' });
   offline = Option.Boolean('--offline', false, { description: 'never pull from a registry' });
   quiet = Option.Boolean('-q,--quiet', false, { description: 'no progress; print the digest only' });
   iidfile = Option.String('--iidfile', { description: 'write the image\'s manifest digest to this file' });
@@ -88,6 +89,12 @@ export class BuildCommand extends KeelCommand {
       if (!kv.id) throw new KeelError(`--secret ${s}: id=ID is required`);
       secrets[kv.id] = kv.src ? { src: kv.src } : kv.env ? { env: kv.env } : { env: kv.id };
     }
+    let credentials: { username: string; password: string } | undefined;
+    if (this.creds !== undefined) {
+      const i = this.creds.indexOf(':');
+      if (i <= 0) throw new KeelError('--creds: expected USER:PASSWORD');
+      credentials = { username: this.creds.slice(0, i), password: this.creds.slice(i + 1) };
+    }
     let dockerfileText: string | undefined;
     if (this.file === '-') {
       const chunks: Buffer[] = [];
@@ -112,7 +119,7 @@ export class BuildCommand extends KeelCommand {
       secrets,
       progress: this.quiet ? 'quiet' : (this.progress as 'auto'),
       progressStream: this.context.stderr as never,
-      registry: { insecure: this.insecure, offline: this.offline },
+      registry: { insecure: this.insecure, offline: this.offline, credentials },
     });
     if (this.iidfile) {
       const { writeFileSync } = await import('node:fs');
