@@ -21,6 +21,12 @@ const CLOSE_RANGE_CLOEXEC = 4;
 const TIOCGPTPEER = 0x5441, TIOCSPTLCK = 0x40045431, TIOCSCTTY = 0x540e, TIOCSWINSZ = 0x5414;
 const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000, SOL_SOCKET = 1, SCM_RIGHTS = 1;
 
+const SCHED_POLICIES: Record<string, number> = { SCHED_OTHER: 0, SCHED_FIFO: 1, SCHED_RR: 2, SCHED_BATCH: 3, SCHED_ISO: 4, SCHED_IDLE: 5, SCHED_DEADLINE: 6 };
+const SCHED_FLAGS: Record<string, number> = {
+  SCHED_FLAG_RESET_ON_FORK: 1, SCHED_FLAG_RECLAIM: 2, SCHED_FLAG_DL_OVERRUN: 4, SCHED_FLAG_KEEP_POLICY: 8,
+  SCHED_FLAG_KEEP_PARAMS: 16, SCHED_FLAG_UTIL_CLAMP_MIN: 32, SCHED_FLAG_UTIL_CLAMP_MAX: 64,
+};
+
 export const KNOWN_MOUNT_TYPES = new Set([
   'bind', 'rbind', 'proc', 'sysfs', 'tmpfs', 'devpts', 'mqueue', 'cgroup', 'cgroup2', 'overlay', 'ramfs', 'securityfs',
   'debugfs', 'tracefs', 'hugetlbfs', 'fusectl', 'configfs', 'binfmt_misc', 'pstore', 'bpf', 'nfs', 'ext4', 'xfs', 'btrfs',
@@ -227,7 +233,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     const mounts = config.mounts ?? [];
     const devBound = mounts.some((m) => posix.normalize(m.destination) === '/dev' && parseMountOptions(m.options, m.type).bind);
     const devMounted = mounts.some((m) => posix.normalize(m.destination) === '/dev');
-    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle, userns));
+    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle, userns, seen.has('cgroup')));
     if (!devBound) compileDevices(p, config, rootfs, userns, devMounted);
     if (opts.syncBeforePivot) syncPoint(p, opts, MARK_PIVOT, 'pivot');
     // pivot_root(".", ".") and detach the old root, or MS_MOVE + chroot with --no-pivot.
@@ -302,6 +308,34 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
     const lim = p.alloc(16);
     p.setU64(lim, BigInt(r.soft)); p.setU64(lim + 8n, BigInt(r.hard));
     p.sys(S.prlimit64, [0, res, lim, 0], { what: `set ${r.type} to ${r.soft}:${r.hard}` });
+  }
+
+  // Scheduling policy, I/O priority, personality (config.md, config-linux.md).
+  if (proc.scheduler) {
+    const sc = proc.scheduler;
+    const policy = SCHED_POLICIES[sc.policy];
+    if (policy === undefined) throw new KeelError(`config.json: /process/scheduler/policy: unknown policy ${JSON.stringify(sc.policy)}`);
+    let flags = 0n;
+    for (const f of sc.flags ?? []) {
+      const bit = SCHED_FLAGS[f];
+      if (bit === undefined) throw new KeelError(`config.json: /process/scheduler/flags: unknown flag ${JSON.stringify(f)}`);
+      flags |= BigInt(bit);
+    }
+    const attr = p.alloc(56);
+    const v = p.arena.view, o = Number(attr - p.arena.base);
+    v.setUint32(o, 56, true); v.setUint32(o + 4, policy, true); v.setBigUint64(o + 8, flags, true);
+    v.setInt32(o + 16, sc.nice ?? 0, true); v.setUint32(o + 20, sc.priority ?? 0, true);
+    v.setBigUint64(o + 24, BigInt(sc.runtime ?? 0), true); v.setBigUint64(o + 32, BigInt(sc.deadline ?? 0), true); v.setBigUint64(o + 40, BigInt(sc.period ?? 0), true);
+    p.sys(S.sched_setattr, [0, attr, 0], { what: `set the scheduling policy ${sc.policy}` });
+  }
+  if (proc.ioPriority) {
+    const cls = { IOPRIO_CLASS_RT: 1, IOPRIO_CLASS_BE: 2, IOPRIO_CLASS_IDLE: 3 }[proc.ioPriority.class];
+    p.sys(S.ioprio_set, [1 /* IOPRIO_WHO_PROCESS */, 0, (cls << 13) | (proc.ioPriority.priority ?? 0)], { what: `set the I/O priority ${proc.ioPriority.class}` });
+  }
+  if (linux.personality) {
+    const domain = { LINUX: 0, LINUX32: 8 }[linux.personality.domain as 'LINUX' | 'LINUX32'];
+    if (domain === undefined) throw new KeelError(`config.json: /linux/personality/domain: unknown domain ${JSON.stringify(linux.personality.domain)}`);
+    p.sys(S.personality, [domain], { what: `set the personality ${linux.personality.domain}` });
   }
 
   // Seccomp: with no_new_privs it is loaded last, right before execve; without, it needs
@@ -428,7 +462,7 @@ function mkdirAll(p: Program, root: string, dir: string, mode = 0o755): void {
   }
 }
 
-function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundle: string, userns: boolean): void {
+function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundle: string, userns: boolean, cgroupns: boolean): void {
   const type = m.type ?? (m.options?.some((o) => o === 'bind' || o === 'rbind') ? 'bind' : undefined);
   if (type !== undefined && type !== 'none' && !KNOWN_MOUNT_TYPES.has(type)) {
     throw new KeelError(`config.json: /mounts/${index}/type: unknown mount type ${JSON.stringify(type)}`);
@@ -457,6 +491,14 @@ function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundl
     mkdirAll(p, rootfs, dest);
   }
   const what = `mount ${source} on ${destination}${type ? ` (type ${type})` : ''}`;
+  // Without a cgroup namespace of its own the container still sees only its own cgroups (runc binds
+  // them): the cgroup filesystems are mounted from a cgroup namespace made for the purpose, rooted
+  // at the cgroups the init is in by now, which the init then leaves.
+  const ownCgroupNs = (type === 'cgroup' || type === 'cgroup2') && !o.bind && !cgroupns && !userns ? p.cell() : undefined;
+  if (ownCgroupNs !== undefined) {
+    p.sys(S.openat, [AT_FDCWD, str('/proc/self/ns/cgroup'), O.RDONLY | O.CLOEXEC, 0], { what: 'open the cgroup namespace', store: ownCgroupNs });
+    p.sys(S.unshare, [CLONE.NEWCGROUP], { what: `unshare a cgroup namespace to mount ${destination}` });
+  }
   if (o.bind) {
     p.sys(S.mount, [str(source), str(dest), 0, MS.BIND | (o.recursive ? MS.REC : 0), 0], { what });
     const extra = o.flags & ~(MS.REC);
@@ -484,6 +526,10 @@ function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundl
     const fstype = type === 'cgroup' ? 'cgroup2' : type;
     const data = o.data.length ? str(o.data.join(',')) : 0;
     p.sys(S.mount, [str(source), str(dest), fstype ? str(fstype) : 0, o.flags, data], { what });
+  }
+  if (ownCgroupNs !== undefined) {
+    p.sys(S.setns, [{ load: ownCgroupNs }, CLONE.NEWCGROUP], { what: 'return to the cgroup namespace' });
+    p.sys(S.close, [{ load: ownCgroupNs }], { what: 'close' });
   }
   for (const prop of o.propagation) p.sys(S.mount, [0, str(dest), 0, prop, 0], { what: `set propagation of ${destination}` });
 }
