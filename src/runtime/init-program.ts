@@ -228,7 +228,9 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   if (mountns) {
     const rootProp = linux.rootfsPropagation ? propagationFlag(linux.rootfsPropagation) : undefined;
     if (linux.rootfsPropagation && rootProp === undefined) throw new KeelError(`config.json: /linux/rootfsPropagation: unknown propagation ${JSON.stringify(linux.rootfsPropagation)}`);
-    p.sys(S.mount, [0, str('/'), 0, MS.REC | MS.SLAVE, 0], { what: 'make / a slave mount' });
+    // rootfsPropagation replaces the default rslave of the host's mounts (as runc): with "shared",
+    // shared host mounts bound into the container keep their peers, so mounts propagate out.
+    p.sys(S.mount, [0, str('/'), 0, rootProp ?? (MS.REC | MS.SLAVE), 0], { what: rootProp === undefined ? 'make / a slave mount' : `make / ${linux.rootfsPropagation}` });
     p.sys(S.mount, [str(rootfs), str(rootfs), 0, MS.BIND | MS.REC, 0], { what: `bind mount the rootfs ${rootfs}` });
     const mounts = config.mounts ?? [];
     const devBound = mounts.some((m) => posix.normalize(m.destination) === '/dev' && parseMountOptions(m.options, m.type).bind);
