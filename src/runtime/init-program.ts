@@ -1,7 +1,7 @@
 // Compiles a container's config.json into the syscall program its init runs (see native/program.ts):
 // namespaces joined, mounts, devices, pivot_root, masked and read-only paths, hostname, sysctls,
 // console, rlimits, user and groups, capabilities, the wait for `start`, and execve.
-import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Spec, Mount } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
@@ -105,6 +105,22 @@ function v1Hierarchies(): { name: string; options: string }[] {
     out.push({ name: posix.basename(mountPoint), options: controllers.join(',') });
   }
   return out;
+}
+
+/** The mount point of the mount holding `path` (the longest mount point above it in /proc/self/mountinfo). */
+function mountPointOf(path: string): string {
+  let real = path;
+  try { real = realpathSync(path); } catch { /* keep the path */ }
+  let best = '/';
+  let info = '';
+  try { info = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return best; }
+  for (const line of info.split('\n')) {
+    const raw = line.split(' ')[4];
+    if (!raw) continue;
+    const mp = raw.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if ((real === mp || real.startsWith(mp === '/' ? '/' : `${mp}/`)) && mp.length > best.length) best = mp;
+  }
+  return best;
 }
 
 function isCgroup2Host(): boolean {
@@ -230,7 +246,14 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     if (linux.rootfsPropagation && rootProp === undefined) throw new KeelError(`config.json: /linux/rootfsPropagation: unknown propagation ${JSON.stringify(linux.rootfsPropagation)}`);
     // rootfsPropagation replaces the default rslave of the host's mounts (as runc): with "shared",
     // shared host mounts bound into the container keep their peers, so mounts propagate out.
-    p.sys(S.mount, [0, str('/'), 0, rootProp ?? (MS.REC | MS.SLAVE), 0], { what: rootProp === undefined ? 'make / a slave mount' : `make / ${linux.rootfsPropagation}` });
+    // (unbindable is set after pivot_root only: the rootfs could not be bound from an unbindable /.)
+    const firstProp = rootProp !== undefined && rootProp !== MS.UNBINDABLE ? rootProp : MS.REC | MS.SLAVE;
+    p.sys(S.mount, [0, str('/'), 0, firstProp, 0], { what: firstProp === rootProp ? `make / ${linux.rootfsPropagation}` : 'make / a slave mount' });
+    if (firstProp & MS.SHARED) {
+      // pivot_root refuses a new root whose parent mount is shared: the mount holding the rootfs goes private (as runc).
+      const holder = mountPointOf(rootfs);
+      p.sys(S.mount, [0, str(holder), 0, MS.PRIVATE, 0], { what: `make ${holder} (holding the rootfs) private` });
+    }
     p.sys(S.mount, [str(rootfs), str(rootfs), 0, MS.BIND | MS.REC, 0], { what: `bind mount the rootfs ${rootfs}` });
     const mounts = config.mounts ?? [];
     const devBound = mounts.some((m) => posix.normalize(m.destination) === '/dev' && parseMountOptions(m.options, m.type).bind);
