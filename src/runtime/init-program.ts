@@ -268,7 +268,13 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
       p.sys(S.chroot, [str('.')], { what: 'chroot to the rootfs (--no-pivot)' });
     } else {
       const dot = str('.');
+      // After pivot_root(".", ".") the old root is stacked on the new one, and mount(2) on "." would
+      // act on the new root (only umount2 follows to the top mount): step into the old root by fd.
+      const oldRoot = p.cell();
+      p.sys(S.openat, [AT_FDCWD, str('/'), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0], { what: 'open the old root', store: oldRoot });
       p.sys(S.pivot_root, [dot, dot], { what: 'pivot_root' });
+      p.sys(S.fchdir, [{ load: oldRoot }], { what: 'chdir to the old root' });
+      p.sys(S.close, [{ load: oldRoot }], { what: 'close' });
       p.sys(S.mount, [0, dot, 0, MS.REC | MS.SLAVE, 0], { what: 'make the old root a slave mount' });
       p.sys(S.umount2, [dot, MNT_DETACH], { what: 'detach the old root' });
     }
