@@ -350,6 +350,7 @@ export async function update(ctx: RuntimeContext, id: string, resources: LinuxRe
       delete changes.memory.kernelTCP;
       if (!Object.keys(changes.memory).length) delete changes.memory;
     }
+    if (!Object.keys(changes).length) return;
     const config = (rec.config ?? {}) as { linux?: Linux };
     const current: LinuxResources = config.linux?.resources ?? {};
     // What the cgroup needs to get: the changes, plus the partners some files need written together.
