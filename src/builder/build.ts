@@ -24,7 +24,7 @@ import type {
 } from '../dockerfile/index.js';
 import { BuildStore, type BlobRef, type CompressionName } from './store.js';
 import { BuildContext, checkContextDir, matchComponent, hasMeta } from './context.js';
-import { Snapshots, chainOf, type LayerRef } from './snapshots.js';
+import { Snapshots, type LayerRef } from './snapshots.js';
 import { resolveImage, parsePlatform, parseLayoutSource, imageFromLayout, type ResolvedImage, type Platform, type ImageResolver } from './images.js';
 import { createProgress, type Progress, type ProgressMode, type StepProgress } from './progress.js';
 import { prepareMounts, mountOverlay, unmount, unmountAll, bindMount } from './mount.js';
@@ -265,6 +265,8 @@ class Builder {
   private readonly contexts = new Map<string, BuildContext>();
   steps = 0;
   cached = 0;
+  /** Layers being written in the background (and their cache records). */
+  readonly jobs: Promise<unknown>[] = [];
   readonly epoch: number | undefined;
   readonly buildTime: string;
   private mountsReady = false;
@@ -510,9 +512,9 @@ class Builder {
     const step = this.progress.step(sc.position, instr.original);
     try {
       const hit = this.opts.noCache ? undefined : this.store.cacheRecord(key);
-      if (hit && (!hit.layer || this.usable(state, hit.layer.diffID))) {
+      if (hit && (!hit.layer || this.usable(hit.layer))) {
         this.cached++;
-        this.applyLayer(state, hit.layer?.diffID, key);
+        this.applyLayer(state, hit.layer, key);
         const created = this.epoch !== undefined ? this.buildTime : hit.created;
         this.history(state, instr, createdBy, !hit.layer, created);
         state.created = created;
@@ -543,21 +545,28 @@ class Builder {
       after?.();
       trace(`${instr.original.slice(0, 40)}: exec`);
       const created = this.epoch !== undefined ? this.buildTime : new Date().toISOString();
-      let diffID: string | undefined;
+      const parent = state.layers[state.layers.length - 1];
       if (fs.readdirSync(upper).length > 0) {
-        const { writeLayer, changesFromUpper } = await import('../layers/index.js');
-        const layout = await this.store.layout();
-        const layer = await writeLayer(layout, changesFromUpper(upper, { sourceDateEpoch: this.epoch }), { compression: 'none' });
-        diffID = layer.diffID;
-        this.store.addLayerBlobs(diffID, { none: { mediaType: layer.descriptor.mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size } });
-        const chain = chainOf(state.layers[state.layers.length - 1]?.chainID, diffID);
-        trace(`${instr.original.slice(0, 40)}: layer`);
-        this.store.commitSnapshot(chain, diffID, upper);
+        // The upper dir becomes the layer's snapshot now (the next step stacks on it at once);
+        // the layer blob and its diff ID are made meanwhile, and the step is recorded in the cache
+        // once they are there (and its parent's are: records never point at unfinished layers).
+        const id = this.store.newSnapshotId(key);
+        const path = await this.store.placeSnapshot(id, upper);
+        this.snaps.pending.add(id);
+        const job = this.layerJob(instr, id, path, key, created, parent);
+        state.layers = [...state.layers, { id, diffID: job }];
+        state.fsKey = key;
+      } else {
+        const job = (async () => {
+          if (parent) await parent.diffID;
+          this.store.putCacheRecord(key, { v: 2, created });
+        })();
+        this.jobs.push(job);
+        job.catch(() => {});
+        state.fsKey = key;
       }
       fs.rmSync(dir, { recursive: true, force: true });
-      this.store.putCacheRecord(key, { v: 1, ...(diffID ? { layer: { diffID } } : {}), created });
-      this.applyLayer(state, diffID, key);
-      this.history(state, instr, createdBy, !diffID, created);
+      this.history(state, instr, createdBy, state.layers[state.layers.length - 1] === parent, created);
       state.created = created;
       step.done();
     } catch (err) {
@@ -568,19 +577,38 @@ class Builder {
     }
   }
 
+  /** Writes the layer of a step's snapshot and then records the step; resolves to the diff ID. */
+  private layerJob(instr: Instruction, id: string, path: string, key: string, created: string, parent: LayerRef | undefined): Promise<string> {
+    const job = (async () => {
+      const { writeLayer, changesFromUpper } = await import('../layers/index.js');
+      const layout = await this.store.layout();
+      const layer = await writeLayer(layout, changesFromUpper(path, { sourceDateEpoch: this.epoch }), { compression: 'none' });
+      const diffID = layer.diffID;
+      this.store.addLayerBlobs(diffID, { none: { mediaType: layer.descriptor.mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size } });
+      this.store.recordSnapshot(id, diffID);
+      this.snaps.pending.delete(id);
+      trace(`${instr.original.slice(0, 40)}: layer`);
+      if (parent) await parent.diffID;
+      this.store.putCacheRecord(key, { v: 2, layer: { diffID, snapshot: id }, created });
+      return diffID;
+    })();
+    const wrapped = job.catch((err: unknown) => {
+      throw stepError(instr, `writing its layer: ${(err as Error).message}`);
+    });
+    this.jobs.push(wrapped);
+    wrapped.catch(() => {});
+    return wrapped;
+  }
+
   /** Whether a cached layer can be used: its snapshot exists or its blob can make one. */
-  private usable(state: ImageState, diffID: string): boolean {
-    const chain = chainOf(state.layers[state.layers.length - 1]?.chainID, diffID);
-    if (this.store.snapshot(chain)) return true;
-    const rec = this.store.layerRecord(diffID);
+  private usable(layer: { diffID: string; snapshot: string }): boolean {
+    if (this.snaps.has({ id: layer.snapshot, diffID: layer.diffID })) return true;
+    const rec = this.store.layerRecord(layer.diffID);
     return !!rec && Object.keys(rec.blobs).length > 0;
   }
 
-  private applyLayer(state: ImageState, diffID: string | undefined, key: string): void {
-    if (diffID) {
-      const chain = chainOf(state.layers[state.layers.length - 1]?.chainID, diffID);
-      state.layers = [...state.layers, { diffID, chainID: chain }];
-    }
+  private applyLayer(state: ImageState, layer: { diffID: string; snapshot: string } | undefined, key: string): void {
+    if (layer) state.layers = [...state.layers, { id: layer.snapshot, diffID: layer.diffID }];
     state.fsKey = key;
   }
 
@@ -794,7 +822,7 @@ class Builder {
     if (ref.kind === 'stage') {
       const r = await this.stage(ref.index);
       layers = r.state.layers;
-      key = `stage:${layers[layers.length - 1]?.chainID ?? 'empty'}`;
+      key = `stage:${r.state.fsKey}`;
     } else if (ref.kind === 'image') {
       let img: ResolvedImage;
       try {
@@ -1096,7 +1124,7 @@ const awaitable: { cpus?: number } = {};
 
 interface FinalImage {
   config: Omit<ImageConfig, 'rootfs'>;
-  layers: LayerRef[];
+  layers: { diffID: string }[];
 }
 
 /**
@@ -1158,7 +1186,7 @@ async function writeImageDocs(layout: import('../layers/index.js').OciLayout, im
     const r = await writeLayer(layout, [], { compression: 'gzip' });
     blobs.push({ mediaType: r.descriptor.mediaType, digest: r.descriptor.digest, size: r.descriptor.size });
     (config.rootfs.diff_ids as string[]).push(r.diffID);
-    return writeImageDocs(layout, { ...img, layers: [{ diffID: r.diffID, chainID: r.diffID }] }, blobs, tags);
+    return writeImageDocs(layout, { ...img, layers: [{ diffID: r.diffID }] }, blobs, tags);
   }
   const manifest = validateImageManifest({
     schemaVersion: 2,
@@ -1290,7 +1318,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const target = await builder.stage(plan.target.index);
     // No stage may still be running when the work directory goes (their errors surface here too).
     await Promise.all(started);
-    const img: FinalImage = { config: builder.imageConfig(target.state), layers: target.state.layers };
+    // Layers still being written, and the cache records after them.
+    await Promise.all(builder.jobs);
+    const img: FinalImage = { config: builder.imageConfig(target.state), layers: await Promise.all(target.state.layers.map(async (l) => ({ diffID: await l.diffID }))) };
     ctx.save();
     let result: { manifest: ContentDescriptor; config: ContentDescriptor; doc: ImageConfig } | undefined;
     const written: string[] = [];
@@ -1346,6 +1376,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       tags: written, steps: builder.steps, cached: builder.cached, pushes,
     };
   } finally {
+    // A failed build still lets the layers being written finish (or fail) before it cleans up.
+    await Promise.allSettled(builder.jobs);
     for (const s of signals) process.off(s, onSignal);
     const problems = unmountAll();
     try { fs.rmSync(workDir, { recursive: true, force: true }); } catch { /* unmounted lazily: next build cleans */ }

@@ -391,7 +391,7 @@ export interface PushReport {
 }
 
 /** Pushes a built image to `ref` (its tag, else its digest): missing blobs first, the manifest last. */
-export async function pushImage(store: BuildStore, img: { config: Omit<ImageConfig, 'rootfs'>; layers: LayerRef[] }, ref: ImageReference, opts: PushOptions): Promise<PushReport> {
+export async function pushImage(store: BuildStore, img: { config: Omit<ImageConfig, 'rootfs'>; layers: { diffID: string }[] }, ref: ImageReference, opts: PushOptions): Promise<PushReport> {
   const name = familiarName(ref);
   const client = new RegistryClient(ref.registry, ref.repository, opts, 'pull,push');
   const layout = await store.layout();

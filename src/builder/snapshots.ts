@@ -11,9 +11,10 @@ import type { BuildStore, CompressionName } from './store.js';
 import { mountOverlay, unmount, prepareMounts } from './mount.js';
 
 export interface LayerRef {
-  diffID: string;
-  /** OCI chain ID of this layer and every layer below it. */
-  chainID: string;
+  /** Snapshot id (directory s/ID of the store). */
+  id: string;
+  /** The layer's diff ID; a promise while a step's layer is still being written. */
+  diffID: string | Promise<string>;
 }
 
 /** chainID(L0) = diffID(L0); chainID(L0..n) = sha256(chainID(L0..n-1) + " " + diffID(Ln)). */
@@ -22,12 +23,13 @@ export function chainOf(parent: string | undefined, diffID: string): string {
   return `sha256:${createHash('sha256').update(`${parent} ${diffID}`).digest('hex')}`;
 }
 
+/** Layer references of an image's layers (snapshots named after their chain IDs). */
 export function chainLayers(diffIDs: string[]): LayerRef[] {
   const out: LayerRef[] = [];
   let chain: string | undefined;
   for (const d of diffIDs) {
     chain = chainOf(chain, d);
-    out.push({ diffID: d, chainID: chain });
+    out.push({ diffID: d, id: chain.slice(chain.indexOf(':') + 1, chain.indexOf(':') + 13) });
   }
   return out;
 }
@@ -36,6 +38,8 @@ let seq = 0;
 
 export class Snapshots {
   private readonly inflight = new Map<string, Promise<string>>();
+  /** Snapshots placed by this build whose layer is still being written (usable as lowers already). */
+  readonly pending = new Set<string>();
 
   constructor(private readonly store: BuildStore, private readonly workDir: string) {}
 
@@ -53,25 +57,30 @@ export class Snapshots {
     return out.reverse();
   }
 
+  /** Whether a layer's snapshot is there (complete, or placed by this build). */
+  has(ref: LayerRef): boolean {
+    return this.pending.has(ref.id) || this.store.snapshotComplete(ref.id);
+  }
+
   /** The snapshot of layers[i] (on layers[0..i-1]), made from its blob when missing. */
   snapshot(layers: LayerRef[], i: number): Promise<string> {
     const ref = layers[i]!;
-    const have = this.store.snapshot(ref.chainID);
-    if (have) return Promise.resolve(have);
-    let p = this.inflight.get(ref.chainID);
+    if (this.has(ref)) return Promise.resolve(this.store.snapshotPath(ref.id));
+    let p = this.inflight.get(ref.id);
     if (!p) {
-      p = this.materialize(layers, i).finally(() => this.inflight.delete(ref.chainID));
-      this.inflight.set(ref.chainID, p);
+      p = this.materialize(layers, i).finally(() => this.inflight.delete(ref.id));
+      this.inflight.set(ref.id, p);
     }
     return p;
   }
 
   private async materialize(layers: LayerRef[], i: number): Promise<string> {
     const ref = layers[i]!;
-    const rec = this.store.layerRecord(ref.diffID);
+    const diffID = await ref.diffID;
+    const rec = this.store.layerRecord(diffID);
     const order: CompressionName[] = ['none', 'zstd', 'gzip'];
     const blob = order.map((c) => rec?.blobs[c]).find(Boolean);
-    if (!blob) throw new KeelError(`layer ${ref.diffID}: no blob in the store to unpack it from (run \`keel-build prune\` if the store was damaged)`);
+    if (!blob) throw new KeelError(`layer ${diffID}: no blob in the store to unpack it from (run \`keel-build prune\` if the store was damaged)`);
     const below = await this.lowers(layers.slice(0, i));
     const dir = this.tempDir('unpack');
     const upper = join(dir, 'upper');
@@ -81,15 +90,16 @@ export class Snapshots {
     await prepareMounts();
     const { applyLayerBlob, parseDigest } = await import('../layers/index.js');
     const layout = await this.store.layout();
-    mountOverlay(below.length ? below : [this.store.emptyDir], merged, { upper, work }, `unpack layer ${ref.diffID.slice(0, 19)}`);
+    mountOverlay(below.length ? below : [this.store.emptyDir], merged, { upper, work }, `unpack layer ${diffID.slice(0, 19)}`);
     try {
       await applyLayerBlob(layout, { digest: parseDigest(blob.digest), size: blob.size }, merged, {
-        expectedDiffID: ref.diffID, parentSymlinks: 'in-root', what: `layer ${ref.diffID.slice(0, 19)}`,
+        expectedDiffID: diffID, parentSymlinks: 'in-root', what: `layer ${diffID.slice(0, 19)}`,
       });
     } finally {
       unmount(merged);
     }
-    const path = this.store.commitSnapshot(ref.chainID, ref.diffID, upper);
+    const path = await this.store.placeSnapshot(ref.id, upper);
+    if (!this.store.snapshotComplete(ref.id)) this.store.recordSnapshot(ref.id, diffID);
     fs.rmSync(dir, { recursive: true, force: true });
     return path;
   }

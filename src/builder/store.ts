@@ -4,9 +4,10 @@
 //                   the images built with -t (keel's local image store; `FROM name` finds them)
 //   s/ID            snapshots: one directory per layer in overlayfs form (whiteouts are 0/0
 //                   character devices, opaque directories carry trusted.overlay.opaque), stacked as
-//                   lower directories; ID is 12 hex digits of the layer's chain ID, short so that
+//                   lower directories; ID is 12 hex digits (of the chain ID for a base image's
+//                   layer, of the step's key and a random part for a built one), short so that
 //                   many layers fit in one mount(2) option string
-//   s/ID.json       what the snapshot is: chain ID, diff ID
+//   s/ID.json       the snapshot is complete: its diff ID (and chain ID)
 //   layers/HEX.json the blobs known for an uncompressed layer (diff ID HEX): uncompressed, gzip, zstd
 //   cache/HEX.json  the result of a build step whose cache key is HEX
 //   ctx/HEX.json    content digests of build-context files, keyed by their stat (so unchanged
@@ -37,9 +38,9 @@ export interface BlobRef {
 
 /** A step's cached result. */
 export interface CacheRecord {
-  v: 1;
-  /** The layer the step made; absent when it changed nothing (an empty layer). */
-  layer?: { diffID: string };
+  v: 2;
+  /** The layer the step made (and its snapshot's id); absent when it changed nothing. */
+  layer?: { diffID: string; snapshot: string };
   /** When the step first ran (its history entry's `created`). */
   created: string;
 }
@@ -51,8 +52,10 @@ export interface LayerRecord {
 }
 
 export interface SnapshotRecord {
-  chainID: string;
+  id: string;
   diffID: string;
+  /** For base image layers: the chain ID the snapshot was made for. */
+  chainID?: string;
 }
 
 /** Default store: /var/lib/keel for root, $XDG_DATA_HOME/keel (or ~/.local/share/keel) otherwise. */
@@ -186,7 +189,7 @@ export class BuildStore {
 
   cacheRecord(key: string): CacheRecord | undefined {
     const rec = readJsonFile<CacheRecord>(join(this.root, 'cache', `${hexOf(key)}.json`));
-    return rec && rec.v === 1 ? rec : undefined;
+    return rec && rec.v === 2 ? rec : undefined;
   }
 
   putCacheRecord(key: string, rec: CacheRecord): void {
@@ -207,44 +210,65 @@ export class BuildStore {
 
   // ---- snapshots ----
 
-  snapshotId(chainID: string): string {
+  /** The id of a base image layer's snapshot: 12 hex digits of its chain ID. */
+  chainSnapshotId(chainID: string): string {
     return hexOf(chainID).slice(0, 12);
   }
 
-  snapshotPath(chainID: string): string {
-    return join(this.root, 's', this.snapshotId(chainID));
+  /** A fresh id for the snapshot a step makes (unique, so a re-run never replaces one in use). */
+  newSnapshotId(key: string): string {
+    return `${hexOf(key).slice(0, 8)}${randomBytes(2).toString('hex')}`;
   }
 
-  /** The snapshot of a chain, if complete (its record names the same chain). */
-  snapshot(chainID: string): string | undefined {
-    const rec = readJsonFile<SnapshotRecord>(`${this.snapshotPath(chainID)}.json`);
-    return rec && rec.chainID === chainID ? this.snapshotPath(chainID) : undefined;
+  snapshotPath(id: string): string {
+    return join(this.root, 's', id);
+  }
+
+  /** Whether snapshot `id` is complete (its record exists). */
+  snapshotComplete(id: string): boolean {
+    const rec = readJsonFile<SnapshotRecord>(`${this.snapshotPath(id)}.json`);
+    return !!rec && rec.id === id;
   }
 
   /**
-   * Moves a finished layer directory into place as the snapshot of `chainID`. When another build
-   * got there first, `dir` is removed and theirs is used.
+   * Moves a layer directory into place as snapshot `id` (a leftover without a record is replaced).
+   * When a complete snapshot of that id exists already (the same base layer made by another
+   * build), `dir` is removed and the existing one is used.
    */
-  commitSnapshot(chainID: string, diffID: string, dir: string): string {
-    const dest = this.snapshotPath(chainID);
-    if (this.snapshot(chainID)) {
-      fs.rmSync(dir, { recursive: true, force: true });
-      return dest;
+  async placeSnapshot(id: string, dir: string): Promise<string> {
+    const dest = this.snapshotPath(id);
+    for (let waited = 0; ; waited += 50) {
+      if (this.snapshotComplete(id)) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        return dest;
+      }
+      let st: fs.Stats | undefined;
+      try { st = fs.lstatSync(dest); } catch { /* absent */ }
+      if (!st) break;
+      // Another build may be placing the same base layer right now: give it time to record it;
+      // an old directory without a record is the leftover of an interrupted build.
+      if (Date.now() - st.mtimeMs > 600_000 || waited >= 30_000) {
+        fs.rmSync(dest, { recursive: true, force: true });
+        break;
+      }
+      await sleep(50);
     }
-    // A directory without a record is a leftover of an interrupted commit: replace it.
-    if (fs.existsSync(dest)) fs.rmSync(dest, { recursive: true, force: true });
     try {
       fs.renameSync(dir, dest);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && this.snapshot(chainID)) {
+      if ((code === 'ENOTEMPTY' || code === 'EEXIST') && this.snapshotComplete(id)) {
         fs.rmSync(dir, { recursive: true, force: true });
         return dest;
       }
       throw err;
     }
-    writeFileAtomic(`${dest}.json`, JSON.stringify({ chainID, diffID } satisfies SnapshotRecord));
     return dest;
+  }
+
+  /** Marks snapshot `id` complete: the layer it holds has this diff ID. */
+  recordSnapshot(id: string, diffID: string, chainID?: string): void {
+    writeFileAtomic(`${this.snapshotPath(id)}.json`, JSON.stringify({ id, diffID, ...(chainID ? { chainID } : {}) } satisfies SnapshotRecord));
   }
 
   // ---- context digests ----
