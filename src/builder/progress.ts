@@ -108,7 +108,7 @@ class TtyProgress implements Progress {
   }
 
   private width(): number {
-    return Math.max(40, this.out.columns ?? 100);
+    return Math.max(40, this.out.columns || 100);
   }
 
   private line(s: LiveStep): string[] {

@@ -7,6 +7,9 @@
 //    (/dev, /proc, /sys, /run, /etc/hosts, /etc/hostname, /etc/resolv.conf, empty); keel-build, like
 //    BuildKit, removes them. They are dropped from buildah's tree only when empty and absent in keel's.
 //  - buildah adds the label io.buildah.version.
+// buildah runs without --layers: with it, buildah 1.28 makes a WORKDIR only when a later step runs,
+// as root whatever USER says (without it, as here and in keel-build and BuildKit, WORKDIR makes the
+// directory at once, owned by USER).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -21,7 +24,7 @@ const STUBS = new Set(['dev', 'proc', 'sys', 'run', 'etc/hosts', 'etc/hostname',
 function buildah(ctx: string, extra: string[] = []): string {
   const dir = tempDir('buildah');
   const g = ['--root', join(dir, 'root'), '--runroot', join(dir, 'run'), '--storage-driver', 'vfs'];
-  const b = spawnSync('buildah', [...g, 'bud', '--runtime', which('runc')!, '-q', '--layers', ...extra, '-t', 'difftest', ctx], { encoding: 'utf8' });
+  const b = spawnSync('buildah', [...g, 'bud', '--runtime', which('runc')!, '-q', ...extra, '-t', 'difftest', ctx], { encoding: 'utf8' });
   if (b.status !== 0) throw new Error(`buildah bud failed: ${b.stderr}`);
   const out = join(dir, 'layout');
   const p = spawnSync('buildah', [...g, 'push', 'difftest', `oci:${out}:latest`], { encoding: 'utf8' });
@@ -131,4 +134,30 @@ RUN echo "I am $(id -un)" > /home/app/who
 WORKDIR /home/app
 CMD echo "shell form"
 `, { buildArgs: { FLAVOUR: 'special' } });
+});
+
+test('WORKDIR made under USER, COPY into an existing directory, --chown of made parents, ADD of a tar archive, .dockerignore', { skip }, async () => {
+  const src = tempDir('pkg');
+  fs.mkdirSync(join(src, 'pkg/bin'), { recursive: true });
+  fs.writeFileSync(join(src, 'pkg/bin/tool'), 'tool\n');
+  fs.chmodSync(join(src, 'pkg/bin/tool'), 0o750);
+  fs.symlinkSync('bin/tool', join(src, 'pkg/tool-link'));
+  const tgz = join(src, 'pkg.tgz');
+  const t = spawnSync('tar', ['-C', src, '-czf', tgz, 'pkg']);
+  assert.equal(t.status, 0);
+  await compare({
+    'pkg.tgz': fs.readFileSync(tgz), 'd/x': 'x\n', 'd/y.log': 'not ignored: *.log is for the top level only\n', 'top.log': 'ignored\n',
+    'd/sub/keep.txt': 'k\n', '.dockerignore': '*.log\n**/skip-*\n', 'd/sub/skip-me': 'gone\n',
+  }, `FROM scratch
+${base}
+RUN mkdir -p /existing && chmod 700 /existing
+USER app
+WORKDIR /made/by/workdir
+USER root
+COPY d /existing/
+COPY --chown=app d /chowned/deep/
+ADD pkg.tgz /opt/
+COPY d/x /linked/
+WORKDIR relative
+`);
 });
