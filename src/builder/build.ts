@@ -941,7 +941,7 @@ class Builder {
             for (const m of matches) {
               const excl = (r: string) => ctx.ignored(m.rel === '' ? r : `${m.rel}/${r}`) || !!exclude?.ignores(r);
               const rel = parents ? parentsPath(item.src, m.rel) : undefined;
-              await this.place(root, m.abs, m.st, rel, destPath, destIsDir || wildcard || nSources > 1, copyOpts({ owner: owner ?? { uid: 0, gid: 0 }, exclude: excl }), rootOwner, isAdd && instr.kind === 'ADD' && (instr as AddInstruction).unpack !== false, instr);
+              await this.place(root, m.abs, m.st, rel, destPath, destIsDir || wildcard || nSources > 1, copyOpts({ owner: owner ?? { uid: 0, gid: 0 }, exclude: excl }), rootOwner, isAdd && instr.kind === 'ADD' && (instr as AddInstruction).unpack !== false, instr, owner);
             }
             continue;
           }
@@ -963,7 +963,7 @@ class Builder {
   }
 
   /** Copies one matched source to its destination (file → dest or dest/name; directory → into dest). */
-  private async place(root: string, abs: string, st: fs.Stats, parentsRel: string | undefined, destPath: string, destIsDir: boolean, opts: CopyOptions, dirOwner: Owner, unpack: boolean, instr: Instruction): Promise<void> {
+  private async place(root: string, abs: string, st: fs.Stats, parentsRel: string | undefined, destPath: string, destIsDir: boolean, opts: CopyOptions, dirOwner: Owner, unpack: boolean, instr: Instruction, archiveOwner?: Owner): Promise<void> {
     const name = abs.slice(abs.lastIndexOf('/') + 1);
     let target = destPath;
     if (parentsRel !== undefined) target = `${destPath}/${parentsRel}`;
@@ -984,13 +984,19 @@ class Builder {
       return;
     }
     if (unpack && st.isFile() && (await isTarArchive(abs))) {
+      // Extracted aside first (refusing what a layer may not hold), then copied in: the archive's
+      // owners and modes unless --chown / --chmod say otherwise.
       const dirAbs = ensureDir(root, parentsRel !== undefined ? dirname(target) : destPath, dirOwner);
       const { applyLayer } = await import('../layers/index.js');
+      const tmp = this.snaps.tempDir('extract');
       try {
-        await applyLayer(dirAbs, fs.createReadStream(abs), { what: `archive ${name}` });
+        await applyLayer(tmp, fs.createReadStream(abs), { what: `archive ${name}` });
       } catch (err) {
         throw stepError(instr, `extracting ${name}: ${(err as Error).message}`);
       }
+      const { copyChildren } = await import('./copy.js');
+      copyChildren(tmp, dirAbs, { owner: archiveOwner, chmod: opts.chmod });
+      fs.rmSync(tmp, { recursive: true, force: true });
       return;
     }
     const fileDest = parentsRel !== undefined ? target : destIsDir ? `${destPath}/${name}` : destPath;

@@ -79,12 +79,13 @@ RUN mkdir -p /real && ln -s /real /linked && ln -s ../../../../../../tmp /escape
 COPY --link f.txt /linked-layer/
 COPY f.txt /linked/
 COPY f.txt /escape/
-`, { 'f.txt': 'f' }, 'copy3');
+`, { 'f.txt': 'f' }, 'copy3', { sourceDateEpoch: 1000 });
   assert.equal(t.get('linked-layer/f.txt')?.type, 'file');
   assert.equal(t.get('real/f.txt')?.type, 'file', 'a symlinked directory is followed');
   assert.equal(t.get('tmp/f.txt')?.type, 'file', 'a symlink out of the root resolves inside it');
-  // The --link layer is the same whatever is below it.
-  const other = await buildWith(store, context(`FROM scratch\nCOPY --link f.txt /linked-layer/\n`, { 'f.txt': 'f' }));
+  // The --link layer is the same whatever is below it (times pinned: a made directory's mtime
+  // is the build's time otherwise).
+  const other = await buildWith(store, context(`FROM scratch\nCOPY --link f.txt /linked-layer/\n`, { 'f.txt': 'f' }), { sourceDateEpoch: 1000 });
   assert.ok(r.config.rootfs.diff_ids.includes(other.config.rootfs.diff_ids[0]!));
 });
 
@@ -114,13 +115,15 @@ test('ADD extracts local tar archives, downloads URLs (with --checksum), and ref
 FROM scratch
 ${BUSYBOX_BASE}
 ADD pkg.tar.gz /opt/
-ADD plain.tar /plain/
+ADD --chown=app:staff plain.tar /plain/
 ADD notatar.gz /raw/
 ADD --checksum=${sum} http://127.0.0.1:${port}/files/data.txt /dl/
 ADD http://127.0.0.1:${port}/redirect /dl/renamed.txt
 `, files, 'add1');
     assert.equal(t.get('opt/pkg/bin/tool')?.mode, 0o755);
     assert.equal(t.get('plain/pkg/bin/tool')?.type, 'file');
+    assert.deepEqual([t.get('plain/pkg/bin/tool')?.uid, t.get('plain/pkg/bin/tool')?.gid, t.get('plain/pkg')?.uid], [1000, 50, 1000], 'ADD --chown applies to what an archive holds');
+    assert.deepEqual([t.get('opt/pkg/bin/tool')?.uid, t.get('opt/pkg/bin/tool')?.gid], [0, 0], 'the archive\'s owners otherwise');
     assert.equal(t.get('raw/notatar.gz')?.type, 'file', 'a file that is not a tar archive is copied as it is');
     assert.equal(fs.readFileSync(join(rootfs, 'dl/data.txt'), 'utf8'), body);
     assert.equal(t.get('dl/data.txt')?.mode, 0o600, 'downloads get mode 600 as with Docker');
