@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { KeelError } from '../util/errors.js';
 import type { DockerIgnore } from '../dockerfile/index.js';
 import type { BuildStore } from './store.js';
+import { resolveInRoot } from './rootpath.js';
 
 export interface ContextEntry {
   /** Path relative to the context root, '/'-separated ('' for the root itself). */
@@ -97,12 +98,22 @@ export class BuildContext {
     return rel !== '' && this.ignore.ignores(rel);
   }
 
-  /** The entry at a context path (not following a final symlink), or undefined when absent or ignored. */
+  /**
+   * The entry at a context path, or undefined when absent or ignored. Symlinks on the way are
+   * followed inside the context only (as if it were the root directory); a final one is not.
+   */
   entry(rel: string): ContextEntry | undefined {
     if (this.ignored(rel)) return undefined;
-    const abs = rel === '' ? this.dir : join(this.dir, rel);
+    let abs: string;
     try {
-      return { rel, abs, st: fs.lstatSync(abs) };
+      abs = resolveInRoot(this.dir, `/${rel}`, { followLast: false });
+    } catch {
+      return undefined;
+    }
+    const real = abs === this.dir ? '' : abs.slice(this.dir.length + 1);
+    if (real !== rel && this.ignored(real)) return undefined;
+    try {
+      return { rel: real, abs, st: fs.lstatSync(abs) };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;

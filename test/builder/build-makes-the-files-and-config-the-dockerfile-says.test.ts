@@ -82,3 +82,30 @@ test('ONBUILD triggers of the base run first in the child build; ENTRYPOINT rese
   assert.equal(fs.readFileSync(join(bundle, 'rootfs/shell.txt'), 'utf8'), 'shell-ok\n');
   assert.ok(r.config.history!.some((e) => e.created_by === 'RUN /bin/sh -ec test -f /trigger.txt && echo shell-ok > /shell.txt'));
 });
+
+test('--platform sets the image\'s platform and picks that platform\'s base from a multi-platform index', { skip: skipReason }, async () => {
+  const { createHash } = await import('node:crypto');
+  const { tempDir } = await import('./helpers.js');
+  const layout = join(tempDir('multi'), 'oci');
+  const ctx = context('FROM scratch\nCOPY hello.txt /\n', { 'hello.txt': 'hi\n' });
+  const arm = await buildWith(store, ctx, { platform: 'linux/arm64', outputs: [{ type: 'oci', dest: layout }], tags: ['x:arm'] });
+  const amd = await buildWith(store, ctx, { platform: 'linux/amd64', outputs: [{ type: 'oci', dest: layout }], tags: ['x:amd'] });
+  assert.equal(arm.config.architecture, 'arm64');
+  assert.equal(amd.config.architecture, 'amd64');
+  const index = JSON.parse(fs.readFileSync(join(layout, 'index.json'), 'utf8'));
+  const entries = index.manifests.map((m: Record<string, unknown>) => ({ mediaType: m.mediaType, digest: m.digest, size: m.size, platform: m.platform }));
+  const nested = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: entries }));
+  const digest = createHash('sha256').update(nested).digest('hex');
+  fs.writeFileSync(join(layout, 'blobs/sha256', digest), nested);
+  index.manifests.push({ mediaType: 'application/vnd.oci.image.index.v1+json', digest: `sha256:${digest}`, size: nested.length, annotations: { 'org.opencontainers.image.ref.name': 'multi' } });
+  fs.writeFileSync(join(layout, 'index.json'), JSON.stringify(index));
+  for (const [platform, arch] of [['linux/arm64', 'arm64'], ['linux/amd64', 'amd64']] as const) {
+    const r = await buildWith(store, context(`FROM oci-layout://${layout}:multi\nLABEL picked=yes\n`), { platform });
+    assert.equal(r.config.architecture, arch);
+    assert.deepEqual(r.config.rootfs.diff_ids, (arch === 'arm64' ? arm : amd).config.rootfs.diff_ids);
+  }
+  // A RUN for a platform this machine cannot execute fails on its step.
+  if (process.arch === 'x64') {
+    await assert.rejects(buildWith(store, context(`FROM oci-layout://${layout}:multi\nRUN true\n`), { platform: 'linux/arm64' }), /Dockerfile:2: RUN true: /);
+  }
+});

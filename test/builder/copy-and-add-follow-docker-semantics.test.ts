@@ -45,6 +45,9 @@ RUN ln /tree/a.txt /tree/hard && cp -a /tree /tree2 || true
   for (const [, n] of t) assert.deepEqual([n.uid, n.gid], [0, 0], 'context files are owned by root');
   await assert.rejects(buildWith(store, context('FROM scratch\nCOPY secret.key /\n', ctxFiles)), /Dockerfile:2: COPY secret.key \/: "secret.key": no such file or directory in the build context \(or excluded by .dockerignore\)/);
   await assert.rejects(buildWith(store, context('FROM scratch\nCOPY src/a.txt src/b.txt /dir\n', ctxFiles)), /destination must be a directory and end with a \//);
+  // A symlink in the context never leads out of it: it resolves as if the context were /.
+  const escape = await built('FROM scratch\nCOPY out/hostname /got-it\n', { out: { symlink: '/etc' }, 'etc/hostname': 'inside-the-context\n' }, 'copy-escape');
+  assert.equal(fs.readFileSync(join(escape.rootfs, 'got-it'), 'utf8'), 'inside-the-context\n');
 });
 
 test('COPY --chown (names from the image), --chmod, --exclude, --parents and heredoc sources', { skip: skipReason }, async () => {
