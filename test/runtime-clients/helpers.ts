@@ -2,7 +2,7 @@
 // and runs of the peer tools with a clean environment and a time limit.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -58,6 +58,7 @@ export async function makeBusyboxLayout(dir: string, tag: string): Promise<void>
   const rootfs = tempDir('keel-clients-rootfs-');
   try {
     for (const d of ['bin', 'etc', 'tmp', 'proc', 'sys', 'dev', 'root', 'var']) mkdirSync(join(rootfs, d), { recursive: true });
+    chmodSync(join(rootfs, 'tmp'), 0o1777);
     copyFileSync('/bin/busybox', join(rootfs, 'bin/busybox'));
     const applets = spawnSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).stdout.split('\n').filter((a) => a && a !== 'busybox');
     for (const a of applets) symlinkSync('busybox', join(rootfs, 'bin', a));
