@@ -339,11 +339,11 @@ export class BuildStore {
     try {
       let freed = 0;
       await this.cleanStaleWork(true);
-      for (const d of ['cache', 'layers', 'ctx', 's', 'mounts', 'run']) {
+      for (const d of ['cache', 'layers', 'ctx', 's', 'mounts', 'run', 'run-ext', 'origins']) {
         const p = join(this.root, d);
         freed += duSafe(p);
         fs.rmSync(p, { recursive: true, force: true });
-        if (d !== 'mounts' && d !== 'run') fs.mkdirSync(p, { mode: 0o700 });
+        if (['cache', 'layers', 'ctx', 's'].includes(d)) fs.mkdirSync(p, { mode: 0o700 });
       }
       let removedImages = 0;
       if (fs.existsSync(join(this.root, 'oci', 'index.json'))) {
