@@ -244,6 +244,10 @@ async function runContainer(id: string, req: RunRequest, opts: RunnerOptions, li
   let code: number;
   try {
     code = await runtime.run({ root: opts.runtimeRoot }, id, { bundle: req.bundleDir, detach: false, stdio: [devNull, writeFd, writeFd] });
+  } catch (err) {
+    // "create keel-build-123-4-xyz: exec: ..." → "the container did not start: exec: ..."
+    const msg = (err as Error).message.replace(new RegExp(`^create ${id}: `), '');
+    throw new KeelError(`the container did not start: ${msg}`);
   } finally {
     fs.closeSync(writeFd);
     fs.closeSync(devNull);
