@@ -16,6 +16,7 @@
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join, resolve as resolvePath, dirname } from 'node:path';
+import { availableParallelism } from 'node:os';
 import type { ImageConfig, ContentDescriptor, Mount } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import type {
@@ -29,7 +30,7 @@ import { resolveImage, parsePlatform, parseLayoutSource, imageFromLayout, type R
 import { createProgress, type Progress, type ProgressMode, type StepProgress } from './progress.js';
 import { prepareMounts, mountOverlay, unmount, unmountAll, bindMount } from './mount.js';
 import { resolveInRoot, lstatOrUndefined, components } from './rootpath.js';
-import { copyEntry, ensureDir, fileTarget, isDirInRoot, writeFileEntry, type Owner, type CopyOptions } from './copy.js';
+import { copyEntry, copyChildren, ensureDir, fileTarget, isDirInRoot, writeFileEntry, type Owner, type CopyOptions } from './copy.js';
 import { runStep, missingMountPoints, removeMountStubs, DEFAULT_PATH } from './run.js';
 
 export type OutputSpec =
@@ -261,7 +262,7 @@ interface StepContext {
 class Builder {
   private readonly stageResults = new Map<number, Promise<StageResult>>();
   private readonly images = new Map<string, Promise<ResolvedImage>>();
-  private readonly runSlots = new Semaphore(Math.max(2, (awaitable.cpus ?? 2)));
+  private readonly runSlots = new Semaphore(Math.max(2, availableParallelism()));
   private readonly contexts = new Map<string, BuildContext>();
   steps = 0;
   cached = 0;
@@ -410,11 +411,10 @@ class Builder {
     return { state, scope };
   }
 
-  private history(state: ImageState, instr: Instruction, createdBy: string, emptyLayer: boolean, created?: string): void {
+  private history(state: ImageState, _instr: Instruction, createdBy: string, emptyLayer: boolean, created?: string): void {
     const h: History = { created: created ?? state.created ?? this.buildTime, created_by: createdBy, comment: 'keel-build' };
     if (emptyLayer) h.empty_layer = true;
     state.history.push(h);
-    void instr;
   }
 
   private async instruction(sc: StepContext, state: ImageState, scope: StageScope, instr: Instruction): Promise<void> {
@@ -970,13 +970,10 @@ class Builder {
     if (st.isDirectory()) {
       const parentDir = parentsRel !== undefined ? target : destPath;
       const parts = components(parentDir);
-      const parent = ensureDir(root, `/${parts.slice(0, -1).join('/')}`, dirOwner);
-      const last = parts[parts.length - 1];
-      const destAbs = last === undefined ? root : resolveInRoot(root, `/${parts.join('/')}`);
-      void parent;
+      ensureDir(root, `/${parts.slice(0, -1).join('/')}`, dirOwner);
+      const destAbs = parts.length === 0 ? root : resolveInRoot(root, `/${parts.join('/')}`);
       const exists = lstatOrUndefined(destAbs);
       if (exists?.isDirectory()) {
-        const { copyChildren } = await import('./copy.js');
         copyChildren(abs, destAbs, opts);
       } else {
         copyEntry(abs, st, destAbs, opts);
@@ -994,7 +991,6 @@ class Builder {
       } catch (err) {
         throw stepError(instr, `extracting ${name}: ${(err as Error).message}`);
       }
-      const { copyChildren } = await import('./copy.js');
       copyChildren(tmp, dirAbs, { owner: archiveOwner, chmod: opts.chmod });
       fs.rmSync(tmp, { recursive: true, force: true });
       return;
@@ -1124,7 +1120,6 @@ function healthcheck(h: HealthcheckInstruction): ConfigBody['Healthcheck'] {
   return out;
 }
 
-const awaitable: { cpus?: number } = {};
 
 // ---- exporting ----
 
@@ -1298,7 +1293,6 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       return pullImage(store, ref, p, { ...registryOptions(opts.registry), progress });
     };
   }
-  awaitable.cpus = (await import('node:os')).availableParallelism?.() ?? 2;
   const builder = new Builder(opts, store, plan, ctx, snaps, progress, workDir, platform, resolver);
 
   // An interrupted build stops its containers, unmounts and removes its work directory, then exits
