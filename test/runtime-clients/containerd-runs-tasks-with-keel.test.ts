@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { baseSkip, describe, deleteKeelContainers, env, keel, keelHasExec, makeBusyboxLayout, run, tempDir, which } from './helpers.js';
 
@@ -14,11 +14,13 @@ const dir = skip ? '' : tempDir('keel-containerd-');
 const keelRoot = join(dir, 'keel');
 const sock = join(dir, 'containerd.sock');
 const IMAGE = 'localhost/keel-test/busybox:bb';
+// containerd names task cgroups /<namespace>/<id>: a namespace of this run only, removed at the end.
+const NS = `keel-test-${process.pid}`;
 let daemon: ChildProcess | undefined;
 let daemonSkip: string | false = false;
 
 function ctr(args: string[], opts: { input?: string; timeout?: number } = {}) {
-  return run('ctr', ['--address', sock, '--namespace', 'keel-test', ...args], opts);
+  return run('ctr', ['--address', sock, '--namespace', NS, ...args], opts);
 }
 
 /** `ctr run` options that make the runc shim use keel, with its own state root. */
@@ -72,7 +74,12 @@ after(async () => {
     daemon.kill('SIGTERM');
     await new Promise((r) => { if (daemon!.exitCode !== null) r(undefined); else daemon!.once('exit', r); });
   }
-  deleteKeelContainers(keelRoot);
+  if (existsSync(keelRoot)) for (const ns of readdirSync(keelRoot)) deleteKeelContainers(join(keelRoot, ns));
+  // The namespace's parent cgroups (empty now) in every hierarchy.
+  for (const h of readdirSync('/sys/fs/cgroup')) {
+    const found = run('find', [join('/sys/fs/cgroup', h), '-maxdepth', '3', '-type', 'd', '-name', NS]).stdout.split('\n').filter(Boolean);
+    for (const d of found) { try { rmdirSync(d); } catch { /* not empty: a task was left behind */ } }
+  }
   run('umount', ['-R', join(dir, 'root')], { stdio: 'ignore' });
   rmSync(dir, { recursive: true, force: true });
 });
@@ -95,7 +102,7 @@ test('a detached task is listed, paused, resumed and killed through keel', { ski
   const ls = () => ctr(['task', 'ls']).stdout.split('\n').find((l) => l.startsWith('kc3 '))?.trim().split(/\s+/);
   const [, pid, status] = ls()!;
   assert.equal(status, 'RUNNING');
-  assert.equal(JSON.parse(run(keel, ['--root', join(keelRoot, 'keel-test'), 'state', 'kc3']).stdout).pid, Number(pid), 'keel holds the task');
+  assert.equal(JSON.parse(run(keel, ['--root', join(keelRoot, NS), 'state', 'kc3']).stdout).pid, Number(pid), 'keel holds the task');
 
   // ctr task ps asks the runtime (keel ps --format json).
   const ps = ctr(['task', 'ps', 'kc3']);
@@ -118,7 +125,7 @@ test('a detached task is listed, paused, resumed and killed through keel', { ski
   assert.equal(ls()![2], 'STOPPED');
   const del = ctr(['task', 'delete', 'kc3']);
   assert.equal(del.status, 0, describe(del, 'ctr task delete'));
-  assert.equal(run(keel, ['--root', join(keelRoot, 'keel-test'), 'list', '-q']).stdout, '', 'keel deleted the container');
+  assert.equal(run(keel, ['--root', join(keelRoot, NS), 'list', '-q']).stdout, '', 'keel deleted the container');
   assert.equal(ctr(['container', 'delete', 'kc3']).status, 0);
 });
 
