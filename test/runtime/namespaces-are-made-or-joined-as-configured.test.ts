@@ -177,7 +177,7 @@ test('a container in another container\'s pid namespace is created, started, kil
   assert.equal(readlinkSync(`/proc/${bpid}/ns/pid`), readlinkSync(`/proc/${apid}/ns/pid`));
   assert.equal(keel(['start', 'pidguest']).status, 0);
   assert.equal(keel(['kill', 'pidguest', 'KILL']).status, 0);
-  assert.ok(waitFor(() => JSON.parse(keel(['state', 'pidguest']).stdout).status === 'stopped'));
+  assert.ok(waitFor(() => JSON.parse(keel(['state', 'pidguest']).stdout).status === 'stopped'), 'waitFor(() => JSON.parse(keel([\'state\', \'pidguest\']).stdout).status === \'stopped\')');
   assert.equal(keel(['delete', 'pidguest']).status, 0);
   assert.equal(JSON.parse(keel(['state', 'pidhost']).stdout).status, 'running', 'the host container survives its guest');
   keel(['delete', '--force', 'pidhost']);

@@ -112,14 +112,14 @@ test('the default busybox bundle: keel shows the process what runc shows it', { 
   assert.deepEqual(k.id, ['uid=0(root) gid=0(root)'], 'root with no supplementary groups');
   assert.ok(k.env!.includes('HOME=/root'), 'HOME comes from /etc/passwd');
   assert.deepEqual(k.caps, ['CapInh:\t0000000000000000', 'CapPrm:\t0000000020000420', 'CapEff:\t0000000020000420', 'CapBnd:\t0000000020000420', 'CapAmb:\t0000000000000000']);
-  assert.ok(k.limits!.some((l) => /^Max open files\s+1024\s+1024\s/.test(l)));
+  assert.ok(k.limits!.some((l) => /^Max open files\s+1024\s+1024\s/.test(l)), 'k.limits!.some((l) => /^Max open files\\s+1024\\s+1024\\s/.test(l))');
   assert.deepEqual(k.ns!.filter((l) => l.endsWith(' new')).map((l) => l.split(' ')[0]).sort(), ['ipc', 'mnt', 'net', 'pid', 'pid_for_children', 'uts']);
   assert.deepEqual(k.fds, ['0', '1', '2'], 'no fd but stdio is open in the container');
   const root = k.mountinfo!.find((l) => l.startsWith('/ '))!;
   assert.match(root, /opts=ro,/, 'root.readonly: / is mounted read-only');
-  assert.ok(k.writes!.some((l) => /\/newfile: Read-only file system/.test(l)));
+  assert.ok(k.writes!.some((l) => /\/newfile: Read-only file system/.test(l)), 'k.writes!.some((l) => /\\/newfile: Read-only file system/.test(l))');
   assert.ok(k.writes!.some((l) => /domainname/.test(l)), '/proc/sys is read-only');
-  assert.ok(k.mountinfo!.some((l) => /^\/proc\/sys root=\/sys opts=ro,/.test(l)));
+  assert.ok(k.mountinfo!.some((l) => /^\/proc\/sys root=\/sys opts=ro,/.test(l)), 'k.mountinfo!.some((l) => /^\\/proc\\/sys root=\\/sys opts=ro,/.test(l))');
   assert.ok(k.mountinfo!.some((l) => /^\/proc\/acpi root=\/ opts=ro,.* - tmpfs /.test(l)), 'a masked directory is an empty read-only tmpfs');
   assert.ok(k.masked!.includes('/proc/keys character special file 1:3'), 'a masked file is /dev/null');
   const acpi = k.masked!.indexOf('/proc/acpi directory 0:0');
@@ -158,14 +158,14 @@ test('a non-root user, groups, umask, cwd, env, rlimits, ambient caps, devices a
   assert.deepEqual(k.id, ['uid=1000 gid=1000 groups=10,20']);
   assert.deepEqual(k.cwd, ['/tmp']);
   assert.deepEqual(k.umask, ['0027']);
-  assert.ok(k.env!.includes('FOO=bar baz') && k.env!.includes('EMPTY=') && k.env!.includes('HOME=/'));
+  assert.ok(k.env!.includes('FOO=bar baz') && k.env!.includes('EMPTY=') && k.env!.includes('HOME=/'), 'k.env!.includes(\'FOO=bar baz\') && k.env!.includes(\'EMPTY=\') && k.env!.includes(\'HOME=/\')');
   assert.ok(k.caps!.includes('CapAmb:\t0000000000000020'), 'the ambient CAP_KILL survived the switch to uid 1000');
-  assert.ok(k.limits!.some((l) => /^Max processes\s+100\s+200\s/.test(l)));
-  assert.ok(k.dev!.includes('/dev/sub/loopx block special file 640 1000:1000 7:0'));
-  assert.ok(k.dev!.includes('/dev/fuse character special file 600 0:0 a:e5'));
-  assert.ok(k.mountinfo!.some((l) => l.startsWith(`/mnt/ro root=${shared} opts=ro,nosuid,nodev,noexec,`)));
+  assert.ok(k.limits!.some((l) => /^Max processes\s+100\s+200\s/.test(l)), 'k.limits!.some((l) => /^Max processes\\s+100\\s+200\\s/.test(l))');
+  assert.ok(k.dev!.includes('/dev/sub/loopx block special file 640 1000:1000 7:0'), 'k.dev!.includes(\'/dev/sub/loopx block special file 640 1000:1000 7:0\')');
+  assert.ok(k.dev!.includes('/dev/fuse character special file 600 0:0 a:e5'), 'k.dev!.includes(\'/dev/fuse character special file 600 0:0 a:e5\')');
+  assert.ok(k.mountinfo!.some((l) => l.startsWith(`/mnt/ro root=${shared} opts=ro,nosuid,nodev,noexec,`)), 'k.mountinfo!.some((l) => l.startsWith(`/mnt/ro root=${shared} opts=ro,nosuid,nodev,noexec,`))');
   assert.ok(k.mountinfo!.some((l) => l.startsWith(`/mnt/rw root=${join(shared, 'sub')} opts=ro,`)), 'a readonlyPath on a bind mount');
-  assert.ok(k.mountinfo!.some((l) => /^\/mnt\/tmp root=\/ opts=rw,noexec,.* - tmpfs tmpfs rw,size=1024k,mode=700,uid=1000,gid=1000/.test(l)));
+  assert.ok(k.mountinfo!.some((l) => /^\/mnt\/tmp root=\/ opts=rw,noexec,.* - tmpfs tmpfs rw,size=1024k,mode=700,uid=1000,gid=1000/.test(l)), 'k.mountinfo!.some((l) => /^\\/mnt\\/tmp root=\\/ opts=rw,noexec,.* - tmpfs tmpfs rw,size=1024k,mode=700,uid=1000,gid=1000/.test(l))');
 });
 
 test('no rlimits in the config: the container gets the limits runc gives it, not Node\'s raised ones', { skip }, () => {
