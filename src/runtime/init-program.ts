@@ -260,6 +260,8 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     const devMounted = mounts.some((m) => posix.normalize(m.destination) === '/dev');
     mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle, userns, seen.has('cgroup')));
     if (!devBound) compileDevices(p, config, rootfs, userns, devMounted);
+    // A missing cwd is made (0755, by root, before / can be read-only), as runc does.
+    if (proc.cwd && proc.cwd !== '/') mkdirAll(p, rootfs, secureJoin(rootfs, proc.cwd));
     if (opts.syncBeforePivot) syncPoint(p, opts, MARK_PIVOT, 'pivot');
     // pivot_root(".", ".") and detach the old root, or MS_MOVE + chroot with --no-pivot.
     p.sys(S.chdir, [str(rootfs)], { what: `chdir to the rootfs ${rootfs}` });
