@@ -74,9 +74,9 @@ function isAlive(rec: ContainerRecord): boolean {
 export function statusOf(ctx: RuntimeContext, rec: ContainerRecord): Status {
   if (rec.creating) return isAlive(rec) || rec.pid === 0 ? 'creating' : 'stopped';
   if (!isAlive(rec)) return 'stopped';
-  if (existsSync(store(ctx).fifo(rec.id))) return 'created';
-  const frozen = freezerState(rec);
-  return frozen ? 'paused' : 'running';
+  // The freezer first, as runc: a paused container is paused whether it was started or not.
+  if (freezerState(rec)) return 'paused';
+  return existsSync(store(ctx).fifo(rec.id)) ? 'created' : 'running';
 }
 
 function freezerState(rec: ContainerRecord): boolean {
@@ -392,6 +392,8 @@ export async function kill(ctx: RuntimeContext, id: string, signal: string | num
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
       }
     }
+    // SIGKILL reaches frozen processes only once they are thawed (runc thaws too).
+    if (sig === 9 && status === 'paused') await (await import('./resources.js')).cgroupOf(rec)?.thaw();
   });
 }
 
@@ -433,6 +435,8 @@ export async function remove(ctx: RuntimeContext, id: string, opts: { force?: bo
     if (status !== 'stopped') {
       for (const pid of (await containerPids(rec)).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
       try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
+      // Frozen processes only die once thawed.
+      if (status === 'paused') await (await import('./resources.js')).cgroupOf(rec)?.thaw();
       waitGone(rec);
     }
     await destroy(ctx, rec);

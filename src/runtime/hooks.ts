@@ -33,7 +33,10 @@ export async function runHooks(kind: HookKind, hooks: Hook[] | undefined, state:
       stdio: ['pipe', 'inherit', 'pipe'],
     });
     const where = `${kind} hook #${i} (${hook.path})`;
-    if (r.error) {
+    // A hook that exits without reading its stdin makes writing the state fail with EPIPE: that is
+    // no failure of the hook (runc ignores it too).
+    const epipe = (r.error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+    if (r.error && !(epipe && r.status === 0)) {
       const code = (r.error as NodeJS.ErrnoException).code;
       if (code === 'ETIMEDOUT') throw new KeelError(`${where} timed out after ${hook.timeout}s`);
       throw new KeelError(`${where} could not run: ${r.error.message}`);
