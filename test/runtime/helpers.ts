@@ -53,7 +53,12 @@ export function spawnCaptured(cmd: string, args: string[], opts: { cwd?: string;
   const outPath = join(dir, 'out'), errPath = join(dir, 'err');
   const out = openSync(outPath, 'w+'), err = openSync(errPath, 'w+');
   try {
-    const r = spawnSync(cmd, args, { cwd: opts.cwd, input: opts.input, env: opts.env ?? env, timeout: opts.timeout ?? 30_000, stdio: ['pipe', out, err] });
+    let r = spawnSync(cmd, args, { cwd: opts.cwd, input: opts.input, env: opts.env ?? env, timeout: opts.timeout ?? 30_000, stdio: ['pipe', out, err] });
+    // dist/ is rebuilt by `npm run build` while tests may be running: wait for the new file.
+    for (let i = 0; i < 20 && ['ENOENT', 'ETXTBSY'].includes((r.error as NodeJS.ErrnoException | undefined)?.code ?? '') && cmd === keelBin; i++) {
+      sleepMs(100);
+      r = spawnSync(cmd, args, { cwd: opts.cwd, input: opts.input, env: opts.env ?? env, timeout: opts.timeout ?? 30_000, stdio: ['pipe', out, err] });
+    }
     return { ...r, stdout: readFileSync(outPath, 'utf8'), stderr: readFileSync(errPath, 'utf8'), output: [] } as unknown as SpawnSyncReturns<string>;
   } finally {
     closeSync(out); closeSync(err);
