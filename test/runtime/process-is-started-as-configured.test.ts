@@ -152,9 +152,12 @@ test('--preserve-fds passes fds 3.. through; without it no runtime fd but stdio 
   const spawnKeel = (args: string[]) => {
     const outPath = join(dir, `out-${args.length}`);
     const o = openSync(outPath, 'w');
-    const r = spawnSync(keelBin, ['--root', keel.root, ...args], { env, stdio: ['ignore', o, o, extra, other], timeout: 20_000 });
+    let r = spawnSync(keelBin, ['--root', keel.root, ...args], { env, stdio: ['ignore', o, o, extra, other], timeout: 20_000 });
+    for (let i = 0; i < 20 && r.error && waitFor(() => existsSync(keelBin), 2000); i++) {
+      r = spawnSync(keelBin, ['--root', keel.root, ...args], { env, stdio: ['ignore', o, o, extra, other], timeout: 20_000 });
+    }
     closeSync(o);
-    return { status: r.status, out: readFileSync(outPath, 'utf8') };
+    return { status: r.status, out: readFileSync(outPath, 'utf8') + (r.error ? r.error.message : '') };
   };
   const with1 = spawnKeel(['run', '--preserve-fds', '1', '--bundle', b, 'fds1']);
   assert.equal(with1.status, 0, with1.out);
