@@ -20,6 +20,16 @@ export const DOCKER_CAPS = [
   'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
 ];
 
+/** Every capability (RUN --security=insecure), in kernel order. */
+const ALL_CAPS = [
+  'CHOWN', 'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'SETPCAP',
+  'LINUX_IMMUTABLE', 'NET_BIND_SERVICE', 'NET_BROADCAST', 'NET_ADMIN', 'NET_RAW', 'IPC_LOCK', 'IPC_OWNER',
+  'SYS_MODULE', 'SYS_RAWIO', 'SYS_CHROOT', 'SYS_PTRACE', 'SYS_PACCT', 'SYS_ADMIN', 'SYS_BOOT', 'SYS_NICE',
+  'SYS_RESOURCE', 'SYS_TIME', 'SYS_TTY_CONFIG', 'MKNOD', 'LEASE', 'AUDIT_WRITE', 'AUDIT_CONTROL', 'SETFCAP',
+  'MAC_OVERRIDE', 'MAC_ADMIN', 'SYSLOG', 'WAKE_ALARM', 'BLOCK_SUSPEND', 'AUDIT_READ', 'PERFMON', 'BPF',
+  'CHECKPOINT_RESTORE',
+].map((c) => `CAP_${c}`);
+
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface RunRequest {
@@ -63,21 +73,31 @@ function hostFile(path: string): string | undefined {
   }
 }
 
+/** Every capability this process has (what an insecure step may get). */
+function ownCapabilities(): string[] {
+  let mask = 0n;
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) mask = BigInt(`0x${m[1]}`);
+  } catch { /* no /proc: Docker's set */ }
+  const out = ALL_CAPS.filter((_, i) => (mask >> BigInt(i)) & 1n);
+  return out.length ? out : [...DOCKER_CAPS];
+}
+
 /** The runtime configuration of a RUN step. */
 export async function runSpec(req: RunRequest): Promise<Spec> {
   const { defaultSpec } = await import('../runtime/index.js');
   const spec = defaultSpec({ rootless: false, uid: 0, gid: 0 });
-  const caps = req.insecure ? undefined : [...DOCKER_CAPS];
+  const caps = req.insecure ? ownCapabilities() : [...DOCKER_CAPS];
   spec.process = {
     terminal: false,
     user: req.user.additionalGids.length ? { uid: req.user.uid, gid: req.user.gid, additionalGids: req.user.additionalGids } : { uid: req.user.uid, gid: req.user.gid },
     args: req.args,
     env: req.env,
     cwd: req.cwd,
-    capabilities: caps ? { bounding: caps, effective: caps, permitted: caps } : undefined,
+    capabilities: { bounding: caps, effective: caps, permitted: caps },
     noNewPrivileges: false,
   };
-  if (!spec.process.capabilities) delete spec.process.capabilities;
   spec.root = { path: req.rootfs, readonly: false };
   spec.hostname = req.hostname ?? 'keel-build';
   const mounts = [...(spec.mounts ?? [])];

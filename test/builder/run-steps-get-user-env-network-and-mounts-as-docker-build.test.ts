@@ -22,6 +22,7 @@ USER app
 RUN id > /tmp/user.txt; touch /tmp/owned-by-app
 USER 0
 RUN chown app /tmp/owned-by-app && echo chown-ok > /chown.txt
+RUN --security=insecure grep CapEff /proc/self/status > /caps-insecure.txt
 `), { tags: ['runenv'] });
   assert.equal(read('runenv:latest', 'env.txt'), 'A1=two\nE1=one\nHOME=/root\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
   assert.equal(read('runenv:latest', 'pwd.txt'), '/work/dir\n');
@@ -29,6 +30,8 @@ RUN chown app /tmp/owned-by-app && echo chown-ok > /chown.txt
   assert.equal(read('runenv:latest', 'chown.txt'), 'chown-ok\n');
   // CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_KILL CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_SYS_CHROOT CAP_MKNOD CAP_AUDIT_WRITE CAP_SETFCAP
   assert.equal(read('runenv:latest', 'caps.txt'), 'CapEff:\t00000000a80425fb\n');
+  const own = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1];
+  assert.equal(read('runenv:latest', 'caps-insecure.txt'), `CapEff:\t${own}\n`, '--security=insecure: every capability the builder has');
 });
 
 test('RUN --network=none has only a loopback interface; the default is the host\'s network', { skip: skipReason }, async () => {
