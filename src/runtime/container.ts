@@ -146,6 +146,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
   const [goR, goW] = pipe(); toClose.push(goR, goW);
   let startR: number, startW = -1;
   let consoleParent = -1, consoleChild = -1;
+  let seccompR = -1, seccompW = -1;
   let childStartFd: number;
   const dir = st.claim(id);
   let pid = 0;
@@ -161,6 +162,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       [startR, startW] = pipe(); toClose.push(startR);
     }
     childStartFd = startR;
+    if (config.linux?.seccomp?.listenerPath) { [seccompR, seccompW] = pipe(); toClose.push(seccompR, seccompW); }
     // `run` in the foreground with a terminal and no --console-socket: keel receives the pty
     // master itself (as runc does) over a socketpair and relays it.
     if (mode === 'run' && !(opts as RunOptions).detach && config.process?.terminal && !opts.consoleSocket) {
@@ -183,6 +185,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot, noNewKeyring: opts.noNewKeyring, id,
       preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync, stdio: opts.stdio,
       consoleFd: consoleChild >= 0 ? consoleChild : undefined,
+      seccompStateFd: seccompR >= 0 ? seccompR : undefined,
     });
 
     const rec: ContainerRecord = {
@@ -217,6 +220,18 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       writeFileSync(`/proc/${pid}/gid_map`, map(linux.gidMappings));
     }
     if (config.process?.oomScoreAdj !== undefined) writeFileSync(`/proc/${pid}/oom_score_adj`, String(config.process.oomScoreAdj));
+    if (seccompW >= 0) {
+      // The container process state for the seccomp agent (config-linux.md, seccomp).
+      const seccomp = config.linux!.seccomp!;
+      const state = {
+        ociVersion: OCI_VERSION, fds: ['seccompFd'], pid, ...(seccomp.listenerMetadata ? { metadata: seccomp.listenerMetadata } : {}),
+        state: { ociVersion: OCI_VERSION, id, status: 'creating', pid, bundle, ...(config.annotations ? { annotations: config.annotations } : {}) },
+      };
+      const json = Buffer.from(JSON.stringify(state));
+      c.write(seccompW, json, json.length);
+      c.close(seccompW); toClose.splice(toClose.indexOf(seccompW), 1);
+      c.close(seccompR); toClose.splice(toClose.indexOf(seccompR), 1);
+    }
     const one = new Uint8Array([0]);
     c.write(goW, one, 1);
 

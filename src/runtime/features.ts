@@ -52,13 +52,13 @@ export const OCI_SECCOMP_FLAGS = [
 ];
 
 /**
- * Actions the compiler takes that keel's init cannot carry out: SCMP_ACT_NOTIFY needs the listener
- * fd sent to listenerPath, which init-program.ts refuses ("not supported by keel yet").
+ * Actions the compiler takes that keel's init cannot carry out. None: SCMP_ACT_NOTIFY's listener
+ * fd goes to listenerPath with the container process state (init-program.ts).
  */
-export const SECCOMP_ACTIONS_NOT_IMPLEMENTED = new Set(['SCMP_ACT_NOTIFY']);
+export const SECCOMP_ACTIONS_NOT_IMPLEMENTED = new Set<string>();
 
-/** Flags keel knows but cannot use: WAIT_KILLABLE_RECV only applies with SCMP_ACT_NOTIFY. */
-const SECCOMP_FLAGS_NOT_USABLE = new Set(['SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV']);
+/** Flags keel knows but cannot use. */
+const SECCOMP_FLAGS_NOT_USABLE = new Set<string>();
 
 export interface FeaturesOptions {
   /** keel's version and commit (the CLI's build-time values), for the annotations. */

@@ -54,6 +54,8 @@ export interface InitOptions {
   goFd: number;
   /** fd the child reads one byte from to exec the user process (`start`). */
   startFd: number;
+  /** The pipe the runtime writes the container process state on, for a seccomp agent (listenerPath). */
+  seccompStateFd?: number;
   /** A connected unix socket (fd) to send the pty master on, instead of --console-socket. */
   consoleFd?: number;
   /** Path of the --console-socket, connected by the child before pivot_root. */
@@ -220,6 +222,12 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   p.sys(S.setsid, [], { what: 'setsid' });
   // A new session keyring, as runc makes one, unless --no-new-keyring (failures are ignored, as runc).
   if (!opts.noNewKeyring) p.sys(S.keyctl, [1 /* KEYCTL_JOIN_SESSION_KEYRING */, p.cstr(`_ses.${opts.id ?? 'keel'}`), 0, 0, 0], { what: 'join a new session keyring', tolerate: 'any' });
+  // The seccomp agent's socket is a host path: connect before pivot_root.
+  let seccompListener: { socket: bigint; statePipeFd: number } | undefined;
+  if (linux.seccomp?.listenerPath) {
+    if (opts.seccompStateFd === undefined) throw new KeelError('config.json: /linux/seccomp/listenerPath: no state pipe for the seccomp agent');
+    seccompListener = { socket: compileUnixConnect(p, linux.seccomp.listenerPath, 'the seccomp agent'), statePipeFd: opts.seccompStateFd };
+  }
   let consoleFd: bigint | undefined;
   if (proc.terminal) {
     if (opts.consoleFd !== undefined) consoleFd = p.cell(BigInt(opts.consoleFd));
@@ -319,7 +327,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize, mountns);
 
   compileProcess(p, { ...proc, args: proc.args }, linux, {
-    userns, rootfs,
+    userns, seccompListener, rootfs,
     // Ready: tell the runtime, then wait for `start`.
     beforeExec: () => syncPoint(p, { ...opts, goFd: opts.startFd }, MARK_READY, 'start'),
   });
@@ -333,7 +341,10 @@ type Process = NonNullable<Spec['process']>;
  * user and groups, umask, cwd, executable lookup, then (after `beforeExec`) signals, no_new_privs
  * and execve.
  */
-export function compileProcess(p: Program, proc: Process & { args: string[] }, linux: NonNullable<Spec['linux']>, opts: { userns: boolean; beforeExec?: () => void; /** Host path of the rootfs, to find HOME in its /etc/passwd. */ rootfs?: string }): void {
+export function compileProcess(p: Program, proc: Process & { args: string[] }, linux: NonNullable<Spec['linux']>, opts: {
+  userns: boolean; beforeExec?: () => void;
+  /** For SCMP_ACT_NOTIFY: the connected socket to the seccomp agent (a cell) and the pipe the state JSON comes on. */
+  seccompListener?: { socket: bigint; statePipeFd: number }; /** Host path of the rootfs, to find HOME in its /etc/passwd. */ rootfs?: string }): void {
   // 7. rlimits.
   for (const r of proc.rlimits ?? []) {
     const res = RLIMITS[r.type];
@@ -374,13 +385,32 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
   // Seccomp: with no_new_privs it is loaded last, right before execve; without, it needs
   // CAP_SYS_ADMIN, so it is loaded now, before the capabilities are dropped (as runc does).
   const seccomp = linux.seccomp ? compileSeccomp(linux.seccomp) : undefined;
-  if (seccomp?.newListener) throw new KeelError('config.json: /linux/seccomp: SCMP_ACT_NOTIFY (listenerPath) is not supported by keel yet');
+  if (seccomp?.newListener && !opts.seccompListener) throw new KeelError('config.json: /linux/seccomp: SCMP_ACT_NOTIFY (listenerPath) is not supported for this process');
   const loadSeccomp = () => {
     if (!seccomp) return;
     const fprog = p.alloc(16);
     p.arena.view.setUint16(Number(fprog - p.arena.base), seccomp.length, true);
     p.setU64(fprog + 8n, p.bytes(seccomp.filter));
-    p.sys(S.seccomp, [1 /* SECCOMP_SET_MODE_FILTER */, seccomp.flags, fprog], { what: 'load the seccomp filter' });
+    const listener = p.cell();
+    p.sys(S.seccomp, [1 /* SECCOMP_SET_MODE_FILTER */, seccomp.flags, fprog], { what: 'load the seccomp filter', store: listener });
+    if (seccomp.newListener && opts.seccompListener) {
+      // Send the listener fd (SCM_RIGHTS) with the container process state (config-linux.md,
+      // seccomp): the state JSON, which holds the init's pid, comes from the runtime on a pipe.
+      const { socket, statePipeFd } = opts.seccompListener;
+      const size = 16384;
+      const json = p.alloc(size);
+      const iov = p.alloc(16);
+      p.setU64(iov, json);
+      p.sys(S.read, [statePipeFd, json, size], { what: 'read the container process state', store: iov + 8n });
+      const cmsg = p.alloc(24);
+      p.setU64(cmsg, 20n); p.setU32(cmsg + 8n, 1 /* SOL_SOCKET */); p.setU32(cmsg + 12n, 1 /* SCM_RIGHTS */);
+      p.sys(1001 /* STORE */, [cmsg + 16n, { load: listener }], { what: 'prepare the seccomp listener message' });
+      const msg = p.alloc(56);
+      p.setU64(msg + 16n, iov); p.setU64(msg + 24n, 1n); p.setU64(msg + 32n, cmsg); p.setU64(msg + 40n, 24n);
+      p.sys(S.sendmsg, [{ load: socket }, msg, 0], { what: `send the seccomp listener to ${linux.seccomp?.listenerPath}` });
+      p.sys(S.close, [{ load: listener }], { what: 'close the seccomp listener' });
+      p.sys(S.close, [{ load: socket }], { what: 'close the seccomp agent socket' });
+    }
   };
   if (!proc.noNewPrivileges) loadSeccomp();
 
@@ -617,14 +647,19 @@ function compileDevices(p: Program, config: Spec, rootfs: string, userns: boolea
 
 /** Connects to the --console-socket (a host path: do it before pivot_root or setns into the mount namespace). */
 export function compileConsoleConnect(p: Program, socketPath: string): bigint {
+  return compileUnixConnect(p, socketPath, 'the console socket');
+}
+
+/** A unix stream socket connected to `socketPath`; returns the cell holding its fd. */
+function compileUnixConnect(p: Program, socketPath: string, name: string): bigint {
   const fd = p.cell();
-  p.sys(S.socket, [AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0], { what: 'open the console socket', store: fd });
+  p.sys(S.socket, [AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0], { what: `open ${name}`, store: fd });
   const path = Buffer.from(socketPath);
-  if (path.length > 107) throw new KeelError(`--console-socket: path too long: ${socketPath}`);
+  if (path.length > 107) throw new KeelError(`${name}: path too long: ${socketPath}`);
   const sun = p.alloc(110);
   p.arena.view.setUint16(Number(sun - p.arena.base), AF_UNIX, true);
   p.arena.bytes.set(path, Number(sun - p.arena.base) + 2);
-  p.sys(S.connect, [{ load: fd }, sun, 110], { what: `connect to the console socket ${socketPath}` });
+  p.sys(S.connect, [{ load: fd }, sun, 110], { what: `connect to ${name} ${socketPath}` });
   return fd;
 }
 
