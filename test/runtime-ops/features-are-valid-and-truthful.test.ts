@@ -84,7 +84,10 @@ test('every listed seccomp action and operator compiles to the right BPF, every 
   const sc = features().linux.seccomp;
   assert.equal(sc.enabled, true);
   for (const a of sc.actions) {
-    const c = compileSeccomp({ defaultAction: a === 'SCMP_ACT_ALLOW' ? 'SCMP_ACT_ERRNO' : 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getcwd'], action: a, errnoRet: 1 }] });
+    const c = compileSeccomp({
+      defaultAction: a === 'SCMP_ACT_ALLOW' ? 'SCMP_ACT_ERRNO' : 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getcwd'], action: a, errnoRet: 1 }],
+      ...(a === 'SCMP_ACT_NOTIFY' ? { listenerPath: '/run/agent.sock' } : {}),
+    });
     const ret = seccompActionValue(a, 1, 'test');
     assert.ok(c.instructions.some((i) => i.code === 0x06 && i.k >>> 0 === ret >>> 0), `${a}: a RET of ${ret.toString(16)}`);
   }
