@@ -93,7 +93,10 @@ function compiles(sc: Seccomp, config: Parameters<Seccomp['compileSeccomp']>[0])
 /** The seccomp actions keel's compiler accepts (as a rule action) and its init can carry out. */
 export function seccompActions(sc: Seccomp): string[] {
   return OCI_SECCOMP_ACTIONS.filter((a) => !SECCOMP_ACTIONS_NOT_IMPLEMENTED.has(a)
-    && compiles(sc, { defaultAction: a === 'SCMP_ACT_ALLOW' ? 'SCMP_ACT_ERRNO' : 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getcwd'], action: a as 'SCMP_ACT_LOG' }] }));
+    && compiles(sc, {
+      defaultAction: a === 'SCMP_ACT_ALLOW' ? 'SCMP_ACT_ERRNO' : 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getcwd'], action: a as 'SCMP_ACT_LOG' }],
+      ...(a === 'SCMP_ACT_NOTIFY' ? { listenerPath: '/run/agent.sock' } : {}),
+    }));
 }
 
 /** The argument operators keel's compiler accepts. */
