@@ -330,7 +330,15 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
     if (status === 'stopped') throw new KeelError(`cannot start a container that has stopped: ${id}`);
     if (status !== 'created') throw new KeelError(`cannot start an already running container: ${id}`);
     const config = rec.config as Spec;
-    await runHooksIn('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec), { pid: rec.pid, types: nsTypes(config) });
+    try {
+      await runHooksIn('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec), { pid: rec.pid, types: nsTypes(config) });
+    } catch (err) {
+      // runtime.md: a failing startContainer hook stops the container (delete comes next).
+      try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
+      waitGone(rec);
+      await reap(rec);
+      throw err;
+    }
     const fifo = st.fifo(id);
     let fd: number;
     try {
