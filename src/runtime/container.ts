@@ -457,7 +457,8 @@ export async function remove(ctx: RuntimeContext, id: string, opts: { force?: bo
     }
     if (status !== 'stopped') {
       for (const pid of (await containerPids(rec)).reverse()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
-      try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
+      // (pid 0: a create that has not cloned yet; kill(0) would hit our own process group.)
+      if (rec.pid > 0) { try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ } }
       // Frozen processes only die once thawed.
       if (status === 'paused') await (await import('./resources.js')).cgroupOf(rec)?.thaw();
       waitGone(rec);
