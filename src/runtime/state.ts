@@ -83,7 +83,13 @@ export class StateStore {
   save(rec: ContainerRecord): void {
     const dir = this.dir(rec.id);
     const tmp = join(dir, `.state.json.${process.pid}`);
-    writeFileSync(tmp, JSON.stringify(rec));
+    try {
+      writeFileSync(tmp, JSON.stringify(rec));
+    } catch (err) {
+      // Its directory is gone: a `delete --force` removed the container meanwhile.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new KeelError(`container ${rec.id} was deleted while this command was working on it`);
+      throw err;
+    }
     renameSync(tmp, join(dir, 'state.json'));
   }
 
