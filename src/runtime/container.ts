@@ -209,8 +209,8 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     const linux = config.linux ?? {};
     const { placeInCgroup, cgroupOf } = await import('./resources.js');
     rec.cgroup = placeInCgroup(config, id, pid, { systemd: !!ctx.systemdCgroup });
-    st.save(rec);
     placed = () => cgroupOf(rec);
+    st.save(rec);
     if (init.userns) {
       const map = (m: { containerID: number; hostID: number; size: number }[] | undefined) => (m ?? []).map((x) => `${x.containerID} ${x.hostID} ${x.size}\n`).join('');
       if (!linux.uidMappings?.length || !linux.gidMappings?.length) throw new KeelError('config.json: /linux/uidMappings: a user namespace needs uidMappings and gidMappings');
