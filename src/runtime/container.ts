@@ -463,7 +463,10 @@ export async function remove(ctx: RuntimeContext, id: string, opts: { force?: bo
       if (status === 'paused') await (await import('./resources.js')).cgroupOf(rec)?.thaw();
       waitGone(rec);
     }
-    await destroy(ctx, rec);
+    // A create still at work when we loaded the record may have saved more since (its cgroup).
+    let latest = rec;
+    try { latest = st.load(id); } catch { /* it gave up and removed everything itself */ }
+    await destroy(ctx, latest);
   });
 }
 
