@@ -94,7 +94,16 @@ export class StateStore {
   }
 
   remove(id: string): void {
-    rmSync(this.dir(id), { recursive: true, force: true });
+    // Renamed aside first: other commands see it gone at once, and none can add a file (a lock)
+    // to it while it is emptied (which made rmdir fail with ENOTEMPTY). '~' keeps it out of ids().
+    const aside = join(this.root, `.removed~${id}~${process.pid}~${Date.now()}`);
+    try {
+      renameSync(this.dir(id), aside);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    rmSync(aside, { recursive: true, force: true, maxRetries: 5, retryDelay: 2 });
   }
 
   ids(): string[] {
