@@ -55,7 +55,7 @@ function assertNothingLeft(ids: string[], bundle: string, pids: number[]): void 
   }
   assert.ok(waitFor(() => processesIn(pids).length === 0, 5000), `no container process is left: ${processesIn(pids)}`);
   assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(bundle), false, 'no mount of the bundle is left on the host');
-  assert.deepEqual(readdirSync(keel.root).filter((n) => !n.startsWith('.')), [], 'the state root holds nothing');
+  assert.deepEqual(readdirSync(keel.root), [], 'the state root holds nothing');
 }
 
 test('10 parallel creates, then state, kill and delete racing on each: state is never corrupt and nothing is left', { skip }, async () => {
@@ -91,7 +91,7 @@ test('10 parallel creates, then state, kill and delete racing on each: state is 
       }
     } else if (r.args[0] === 'list') {
       assert.equal(r.status, 0, r.stderr);
-      for (const e of JSON.parse(r.stdout)) assert.ok(['created', 'running', 'stopped'].includes(e.status), `list entry ${JSON.stringify(e)}`);
+      for (const e of JSON.parse(r.stdout) ?? []) assert.ok(['created', 'running', 'stopped'].includes(e.status), `list entry ${JSON.stringify(e)}`);
     } else if (r.args[0] === 'delete') {
       assert.equal(r.status, 0, `${r.args.join(' ')}: ${r.stderr}`);
     } else if (r.status !== 0) {
