@@ -268,6 +268,8 @@ class Builder {
   cached = 0;
   /** Layers being written in the background (and their cache records). */
   readonly jobs: Promise<unknown>[] = [];
+  /** Stages whose layers go into the image kept in the store (the target and its FROM chain). */
+  readonly blobStages = new Set<number>();
   readonly epoch: number | undefined;
   readonly buildTime: string;
   private mountsReady = false;
@@ -553,7 +555,7 @@ class Builder {
         const id = this.store.newSnapshotId(key);
         const path = await this.store.placeSnapshot(id, upper);
         this.snaps.pending.add(id);
-        const job = this.layerJob(instr, id, path, key, created, parent);
+        const job = this.layerJob(instr, sc.stage, id, path, key, created, parent);
         state.layers = [...state.layers, { id, diffID: job }];
         state.fsKey = key;
       } else {
@@ -577,14 +579,25 @@ class Builder {
     }
   }
 
-  /** Writes the layer of a step's snapshot and then records the step; resolves to the diff ID. */
-  private layerJob(instr: Instruction, id: string, path: string, key: string, created: string, parent: LayerRef | undefined): Promise<string> {
+  /**
+   * Makes the layer of a step's snapshot and then records the step; resolves to the diff ID. The
+   * uncompressed blob is stored only for stages whose layers end up in the store's image; for the
+   * others the tar is only hashed (a blob is made from the snapshot if ever needed).
+   */
+  private layerJob(instr: Instruction, stage: Stage, id: string, path: string, key: string, created: string, parent: LayerRef | undefined): Promise<string> {
     const job = (async () => {
       const { writeLayer, changesFromUpper } = await import('../layers/index.js');
-      const layout = await this.store.layout();
-      const layer = await writeLayer(layout, changesFromUpper(path, { sourceDateEpoch: this.epoch }), { compression: 'none' });
-      const diffID = layer.diffID;
-      this.store.addLayerBlobs(diffID, { none: { mediaType: layer.descriptor.mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size } });
+      const changes = changesFromUpper(path, { sourceDateEpoch: this.epoch ?? Infinity });
+      let diffID: string;
+      const source = { snapshot: id, epoch: this.epoch ?? null };
+      if (this.blobStages.has(stage.index)) {
+        const layer = await writeLayer(await this.store.layout(), changes, { compression: 'none' });
+        diffID = layer.diffID;
+        this.store.addLayerBlobs(diffID, { none: { mediaType: layer.descriptor.mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size } }, source);
+      } else {
+        diffID = await hashLayer(changes);
+        this.store.addLayerBlobs(diffID, {}, source);
+      }
       this.store.recordSnapshot(id, diffID);
       this.snaps.pending.delete(id);
       trace(`${instr.original.slice(0, 40)}: layer`);
@@ -604,7 +617,7 @@ class Builder {
   private usable(layer: { diffID: string; snapshot: string }): boolean {
     if (this.snaps.has({ id: layer.snapshot, diffID: layer.diffID })) return true;
     const rec = this.store.layerRecord(layer.diffID);
-    return !!rec && Object.keys(rec.blobs).length > 0;
+    return !!rec && (Object.keys(rec.blobs).length > 0 || (!!rec.source && this.store.snapshotComplete(rec.source.snapshot)));
   }
 
   private applyLayer(state: ImageState, layer: { diffID: string; snapshot: string } | undefined, key: string): void {
@@ -1042,6 +1055,29 @@ class Builder {
   }
 }
 
+/** The diff ID of the layer a change list makes, without storing it (the same tar writeLayer writes). */
+async function hashLayer(changes: AsyncIterable<import('../layers/index.js').LayerChange>): Promise<string> {
+  const { TarWriter, Hasher } = await import('../layers/index.js');
+  const hash = new Hasher('sha256');
+  const tw = new TarWriter({ write: (c) => hash.update(c) });
+  for await (const ch of changes) {
+    const h = ch.header;
+    if (h.type === 'file' && h.size > 0) {
+      const fd = fs.openSync(ch.source!, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      try {
+        if (fs.fstatSync(fd).size !== h.size) throw new KeelError(`${ch.source}: changed while its layer was being made`);
+        await tw.addFromFd(h, fd, ch.source!);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } else {
+      await tw.add(h);
+    }
+  }
+  await tw.finish();
+  return hash.digest();
+}
+
 /** The path of a --parents source under the destination: relative to the context, or to a `/./` pivot. */
 function parentsPath(pattern: string, rel: string): string {
   const pivot = pattern.indexOf('/./');
@@ -1135,35 +1171,37 @@ interface FinalImage {
 async function layerBlob(store: BuildStore, diffID: string, want: CompressionName | 'any'): Promise<BlobRef> {
   const rec = store.layerRecord(diffID);
   if (!rec) throw new KeelError(`layer ${diffID}: no record in the store`);
-  if (want === 'any') {
-    const b = rec.blobs.none ?? rec.blobs.gzip ?? rec.blobs.zstd;
-    if (!b) throw new KeelError(`layer ${diffID}: no blob in the store`);
-    return b;
-  }
-  const have = rec.blobs[want];
-  if (have) return have;
-  if (!rec.blobs.none) {
-    // A base image's layer: keep its own compression.
-    const b = rec.blobs.gzip ?? rec.blobs.zstd;
-    if (!b) throw new KeelError(`layer ${diffID}: no blob in the store`);
-    return b;
-  }
-  const { createCompressor, parseDigest, layerMediaType } = await import('../layers/index.js');
+  const any = rec.blobs.none ?? rec.blobs.gzip ?? rec.blobs.zstd;
+  if (want === 'any' && any) return any;
+  if (want !== 'any' && rec.blobs[want]) return rec.blobs[want]!;
+  if (want !== 'any' && any && !rec.blobs.none) return any; // a base image's layer keeps its own compression
+  const { createCompressor, parseDigest, layerMediaType, writeLayer, changesFromUpper } = await import('../layers/index.js');
   const layout = await store.layout();
-  const src = rec.blobs.none;
-  const comp = await createCompressor(want as 'gzip' | 'zstd');
+  const c: CompressionName = want === 'any' ? 'none' : want;
+  if (!any) {
+    // Made from the snapshot of the step that made the layer, exactly as then.
+    const src = rec.source;
+    if (!src || !store.snapshotComplete(src.snapshot)) throw new KeelError(`layer ${diffID}: no blob and no snapshot in the store (run \`keel-build prune\`, then build again)`);
+    const layer = await writeLayer(layout, changesFromUpper(store.snapshotPath(src.snapshot), { sourceDateEpoch: src.epoch ?? Infinity }), { compression: c });
+    if (layer.diffID !== diffID) throw new KeelError(`layer ${diffID}: its snapshot ${src.snapshot} now gives ${layer.diffID} (was the store modified?)`);
+    const ref: BlobRef = { mediaType: layer.descriptor.mediaType, digest: layer.descriptor.digest, size: layer.descriptor.size };
+    store.addLayerBlobs(diffID, { [c]: ref });
+    return ref;
+  }
+  const source = rec.blobs.none!;
+  const comp = await createCompressor(c as 'gzip' | 'zstd');
   const writer = await layout.blobWriter();
   const { pipeline } = await import('node:stream/promises');
   const { Readable } = await import('node:stream');
   try {
-    await pipeline(Readable.from(layout.readBlob(parseDigest(src.digest), src.size)), comp, writer);
+    await pipeline(Readable.from(layout.readBlob(parseDigest(source.digest), source.size)), comp, writer);
   } catch (err) {
     await writer.abort();
     throw err;
   }
   const info = await writer.commit(undefined, 'layer');
-  const ref: BlobRef = { mediaType: layerMediaType(want), digest: info.digest, size: info.size };
-  store.addLayerBlobs(diffID, { [want]: ref });
+  const ref: BlobRef = { mediaType: layerMediaType(c), digest: info.digest, size: info.size };
+  store.addLayerBlobs(diffID, { [c]: ref });
   return ref;
 }
 
@@ -1294,6 +1332,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     };
   }
   const builder = new Builder(opts, store, plan, ctx, snaps, progress, workDir, platform, resolver);
+  if (outputs.some((o) => o.type === 'store' || o.type === 'registry')) {
+    for (let s: Stage | undefined = plan.target; s; s = s.base.kind === 'stage' ? plan.stages[s.base.index] : undefined) builder.blobStages.add(s.index);
+  }
 
   // An interrupted build stops its containers, unmounts and removes its work directory, then exits
   // with 128 + the signal's number, as a shell reports it.

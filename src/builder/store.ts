@@ -49,6 +49,11 @@ export interface CacheRecord {
 export interface LayerRecord {
   diffID: string;
   blobs: Partial<Record<CompressionName, BlobRef>>;
+  /**
+   * A built layer's snapshot, from which its blob is made when first needed (with the same
+   * SOURCE_DATE_EPOCH, null for none): layers of stages that never reach an image get no blob.
+   */
+  source?: { snapshot: string; epoch: number | null };
 }
 
 export interface SnapshotRecord {
@@ -201,9 +206,11 @@ export class BuildStore {
   }
 
   /** Adds blobs to a layer's record (read-modify-write; concurrent writers may each add theirs). */
-  addLayerBlobs(diffID: string, blobs: LayerRecord['blobs']): LayerRecord {
+  addLayerBlobs(diffID: string, blobs: LayerRecord['blobs'], source?: LayerRecord['source']): LayerRecord {
     const cur = this.layerRecord(diffID) ?? { diffID, blobs: {} };
     const next: LayerRecord = { diffID, blobs: { ...cur.blobs, ...blobs } };
+    const src = cur.source && this.snapshotComplete(cur.source.snapshot) ? cur.source : source ?? cur.source;
+    if (src) next.source = src;
     writeFileAtomic(join(this.root, 'layers', `${hexOf(diffID)}.json`), JSON.stringify(next));
     return next;
   }
