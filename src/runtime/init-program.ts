@@ -509,11 +509,14 @@ function compileLookPath(p: Program, arg0: string, env: string[], cell: bigint):
     p.sys(S.faccessat, [AT_FDCWD, addr, X_OK, 0], { what: `look up ${c}`, tolerate: 'any', onError: `look-${i + 1}`, onOk: `found-${i}` });
     p.label(`look-${i + 1}`);
     if (i === candidates.length - 1) {
-      p.fail(ENOENT, arg0.includes('/') ? `exec: ${JSON.stringify(arg0)}: no such file or not executable` : `exec: ${JSON.stringify(arg0)}: executable file not found in $PATH`);
+      p.fail(ENOENT, arg0.includes('/') ? `exec: ${JSON.stringify(arg0)}: no such file, not executable or a directory` : `exec: ${JSON.stringify(arg0)}: executable file not found in $PATH`);
     }
   });
   candidates.forEach((c, i) => {
     p.label(`found-${i}`);
+    // A directory passes the X_OK check: it is skipped, as Go's LookPath (runc) does. (The fd
+    // opened to tell is close-on-exec.)
+    p.sys(S.openat, [AT_FDCWD, p.cstr(c), O.RDONLY | O.DIRECTORY | O.CLOEXEC, 0], { what: `check that ${c} is no directory`, tolerate: 'any', onOk: `look-${i + 1}` });
     p.store(cell, p.cstr(c), { what: 'choose executable', onOk: 'looked-up' });
   });
   p.label('looked-up');
