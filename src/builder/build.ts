@@ -31,7 +31,7 @@ import { createProgress, type Progress, type ProgressMode, type StepProgress } f
 import { prepareMounts, mountOverlay, unmount, unmountAll, bindMount } from './mount.js';
 import { resolveInRoot, lstatOrUndefined, components } from './rootpath.js';
 import { copyEntry, copyChildren, ensureDir, fileTarget, isDirInRoot, writeFileEntry, type Owner, type CopyOptions } from './copy.js';
-import { runStep, missingMountPoints, removeMountStubs, DEFAULT_PATH } from './run.js';
+import { runStep, prepareMountPoints, cleanMountPoints, DEFAULT_PATH } from './run.js';
 
 export type OutputSpec =
   | { type: 'store' }
@@ -677,12 +677,16 @@ class Builder {
         }
         // The working directory must exist (it becomes part of the layer, as with BuildKit).
         if (!isDirInRoot(root, cwd)) ensureDir(root, cwd, { uid: 0, gid: 0 });
-        const defaults = ['/proc', '/dev', '/dev/pts', '/dev/shm', '/dev/mqueue', '/sys'];
+        const points = [{ path: '/proc', file: false }, { path: '/dev', file: false }, { path: '/sys', file: false }];
         if (network === 'host') {
-          if (fs.existsSync('/etc/resolv.conf')) defaults.push('/etc/resolv.conf');
-          if (fs.existsSync('/etc/hosts')) defaults.push('/etc/hosts');
+          if (fs.existsSync('/etc/resolv.conf')) points.push({ path: '/etc/resolv.conf', file: true });
+          if (fs.existsSync('/etc/hosts')) points.push({ path: '/etc/hosts', file: true });
         }
-        const stubs = missingMountPoints(root, [...defaults, ...mounts.map((m) => m.destination)]);
+        for (const m of mounts) {
+          const file = m.type === 'bind' && !!m.source && !fs.statSync(m.source).isDirectory();
+          points.push({ path: m.destination, file });
+        }
+        const mountPoints = prepareMountPoints(root, points);
         const bundleDir = this.snaps.tempDir('bundle');
         const result = await this.runSlots.use(() => runStep({
           rootfs: root, bundleDir, args: plan.args, env, cwd, user: { uid: u.uid, gid: u.gid, additionalGids: u.additionalGids },
@@ -694,7 +698,8 @@ class Builder {
           throw err;
         }
         const upper = join(dirname(root), 'upper');
-        return () => removeMountStubs(upper, stubs);
+        const lowers = await this.snaps.lowers(state.layers);
+        return () => cleanMountPoints(upper, lowers, mountPoints);
       } finally {
         for (const r of releases.reverse()) {
           try { r(); } catch { /* best effort: unmountAll runs at the end */ }

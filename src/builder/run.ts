@@ -121,50 +121,94 @@ export async function runSpec(req: RunRequest): Promise<Spec> {
   return spec;
 }
 
+export interface MountPointPlan {
+  /** Mount points made here because the image lacked them (container paths), deepest last. */
+  created: { path: string; dir: boolean; ino: number; mtimeMs: number }[];
+  /** File mount points the image had (the runtime's open of them copies them up). */
+  existing: string[];
+}
+
+/** Destinations inside the runtime's own /dev, /proc and /sys mounts are never in the image. */
+function insideRuntimeMount(dest: string): boolean {
+  return /^\/(dev|proc|sys)\/./.test(dest);
+}
+
 /**
- * Mount points the runtime will create because the root filesystem lacks them: for each, the
- * topmost missing path and the full destination (container paths).
+ * Makes the mount points a RUN step needs that the image lacks (empty directories and files), as
+ * BuildKit does, and remembers them so `cleanMountPoints` can take them out of the layer again.
  */
-export function missingMountPoints(rootfs: string, destinations: string[]): { top: string; dest: string }[] {
-  const out: { top: string; dest: string }[] = [];
-  for (const dest of destinations) {
-    const parts = components(dest);
+export function prepareMountPoints(rootfs: string, dests: { path: string; file: boolean }[]): MountPointPlan {
+  const plan: MountPointPlan = { created: [], existing: [] };
+  const made: { path: string; abs: string; dir: boolean }[] = [];
+  for (const d of dests) {
+    if (insideRuntimeMount(d.path)) continue;
+    const parts = components(d.path);
     for (let i = 1; i <= parts.length; i++) {
       const p = `/${parts.slice(0, i).join('/')}`;
       let abs: string;
       try { abs = resolveInRoot(rootfs, p); } catch { break; }
-      if (!lstatOrUndefined(abs)) {
-        out.push({ top: p, dest });
-        break;
+      const st = lstatOrUndefined(abs);
+      const last = i === parts.length;
+      if (st) {
+        if (last && d.file && st.isFile()) plan.existing.push(p);
+        if (!st.isDirectory()) break;
+        continue;
       }
+      if (last && d.file) fs.writeFileSync(abs, '', { mode: 0o755, flag: 'wx' });
+      else fs.mkdirSync(abs, { mode: 0o755 });
+      made.push({ path: p, abs, dir: !(last && d.file) });
     }
   }
-  return out;
+  for (const m of made) {
+    const st = fs.lstatSync(m.abs);
+    plan.created.push({ path: m.path, dir: m.dir, ino: st.ino, mtimeMs: st.mtimeMs });
+  }
+  return plan;
 }
 
 /**
- * Removes, from an overlay upper dir, the mount points a step's runtime created (empty
- * directories and empty files that were not in the image before), and their parents when they
- * were created for them and stayed empty.
+ * Takes the mount points out of an overlay upper dir after the step (its overlay unmounted):
+ * those made by `prepareMountPoints` when the step left them as they were (an empty file, an
+ * empty directory not modified since), and copies of file mount points the image already had
+ * (the step could not change them: they were mounted over), with the parent directories copied
+ * up for them when they are empty and as in the image.
  */
-export function removeMountStubs(upper: string, stubs: { top: string; dest: string }[]): void {
-  // Deepest first, so a parent is considered after its children.
-  const sorted = [...stubs].sort((a, b) => b.dest.length - a.dest.length);
-  for (const s of sorted) {
-    const parts = components(s.dest);
-    const topDepth = components(s.top).length;
-    for (let i = parts.length; i >= topDepth; i--) {
-      const p = join(upper, ...parts.slice(0, i));
-      const st = lstatOrUndefined(p);
-      if (!st) continue;
-      if (st.isDirectory()) {
-        if (fs.readdirSync(p).length > 0) break;
-        fs.rmdirSync(p);
-      } else if (st.isFile() && st.size === 0) {
-        fs.unlinkSync(p);
-      } else {
-        break;
-      }
+export function cleanMountPoints(upper: string, lowers: string[], plan: MountPointPlan): void {
+  // Judge every made mount point as the step left it, before removing any (removing a file
+  // changes its directory's time).
+  const judged = plan.created.map((c) => ({ c, st: lstatOrUndefined(join(upper, c.path)) }));
+  for (const { c, st } of judged.reverse()) {
+    if (!st || st.ino !== c.ino) continue;
+    const p = join(upper, c.path);
+    if (c.dir) {
+      if (st.isDirectory() && st.mtimeMs === c.mtimeMs && fs.readdirSync(p).length === 0) fs.rmdirSync(p);
+    } else if (st.isFile() && st.size === 0) {
+      fs.unlinkSync(p);
+    }
+  }
+  const lowerStat = (path: string): fs.Stats | undefined => {
+    for (const l of lowers) {
+      const st = lstatOrUndefined(join(l, path));
+      if (st) return st;
+    }
+    return undefined;
+  };
+  for (const e of plan.existing) {
+    const p = join(upper, e);
+    const st = lstatOrUndefined(p);
+    if (!st || !st.isFile()) continue;
+    const low = lowerStat(e);
+    if (!low || !low.isFile() || low.size !== st.size || low.mode !== st.mode || low.uid !== st.uid || low.gid !== st.gid) continue;
+    fs.unlinkSync(p);
+    const parts = components(e);
+    for (let i = parts.length - 1; i >= 1; i--) {
+      const dirPath = `/${parts.slice(0, i).join('/')}`;
+      const d = join(upper, dirPath);
+      const ds = lstatOrUndefined(d);
+      const ls = lowerStat(dirPath);
+      if (!ds || !ds.isDirectory() || !ls || !ls.isDirectory() || fs.readdirSync(d).length > 0) break;
+      if (ds.mode !== ls.mode || ds.uid !== ls.uid || ds.gid !== ls.gid || Math.floor(ds.mtimeMs / 1000) !== Math.floor(ls.mtimeMs / 1000)) break;
+      fs.rmdirSync(d);
     }
   }
 }
