@@ -117,3 +117,28 @@ for (const runtime of ['runc', 'crun']) {
     assert.equal(who, 'by sh\n', 'the step ran as PID 1 of its container');
   });
 }
+
+test('RUN mount points stay out of layers unless the step changed them; mounted-over files the image has are not copied into the layer', { skip: skipReason }, async () => {
+  const layout = join(tempDir('mp'), 'l');
+  const r = await buildWith(store, context(`
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "true"]
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox echo x > /etc/tmpfile && /bin/busybox rm /etc/tmpfile"]
+RUN --network=none ["/bin/busybox", "touch", "/etc/hosts", "/etc/resolv.conf"]
+RUN ["/bin/busybox", "mkdir", "/etc/sub"]
+`), { outputs: [{ type: 'oci', dest: layout }] });
+  assert.deepEqual(r.config.history!.map((e) => !!e.empty_layer), [false, true, false, false, false], 'RUN true makes no layer');
+  const { readTar, decompress } = await import('../../src/layers/index.js');
+  const index = JSON.parse(fs.readFileSync(join(layout, 'index.json'), 'utf8'));
+  const m = JSON.parse(fs.readFileSync(join(layout, 'blobs/sha256', index.manifests[0].digest.slice(7)), 'utf8'));
+  const names: string[][] = [];
+  for (const l of m.layers) {
+    const list: string[] = [];
+    const src = (async function* () { yield fs.readFileSync(join(layout, 'blobs/sha256', l.digest.slice(7))); })();
+    for await (const e of readTar(decompress(src))) list.push(e.header.path);
+    names.push(list);
+  }
+  assert.deepEqual(names.slice(1), [['etc'], ['etc', 'etc/hosts', 'etc/resolv.conf'], ['etc', 'etc/sub']],
+    'the changed /etc is kept; the last RUN\'s layer holds /etc/sub, not copies of /etc/hosts and /etc/resolv.conf');
+});
