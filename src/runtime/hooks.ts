@@ -66,12 +66,15 @@ export async function runHooksIn(kind: HookKind, hooks: Hook[] | undefined, stat
     const where = `${kind} hook #${i} (${hook.path})`;
     const [inR, inW] = pipe();
     const [errR, errW] = pipe();
-    const open = new Set([inR, inW, errR, errW]);
+    // The hook's stderr is read by us, as runHooks does: its last line goes into the error.
+    const [seR, seW] = pipe();
+    const open = new Set([inR, inW, errR, errW, seR, seW]);
     const close = (fd: number) => { if (open.delete(fd)) c.close(fd); };
     try {
       const p = newProgram();
-      for (const fd of [1, 2]) p.sys(S.fcntl, [fd, 2 /* F_SETFD */, 0], { what: `keep fd ${fd}`, tolerate: 9 });
+      p.sys(S.fcntl, [1, 2 /* F_SETFD */, 0], { what: 'keep fd 1', tolerate: 9 });
       p.sys(S.dup3, [inR, 0, 0], { what: 'state on stdin' });
+      p.sys(S.dup3, [seW, 2, 0], { what: 'stderr to the runtime' });
       p.sys(S.close_range, [3, 0xffffffff, 4 /* CLOSE_RANGE_CLOEXEC */], { what: 'close_range' });
       const parentJoins = compileJoin(p, target.pid, target.types, 'the container');
       if (hook.timeout) p.sys(S.alarm, [hook.timeout], { what: 'set the hook timeout' });
@@ -79,14 +82,25 @@ export async function runHooksIn(kind: HookKind, hooks: Hook[] | undefined, stat
       p.sys(S.execve, [p.cstr(hook.path), p.cstrArray(args), p.cstrArray(hook.env ?? [])], { what: `exec ${hook.path}` });
       const child = cloneJoined(p, target.pid, parentJoins, errW, 'the container');
       c.close(child.pidfd);
-      close(inR); close(errW);
+      close(inR); close(errW); close(seW);
       const json = Buffer.from(JSON.stringify(state));
       c.write(inW, json, json.length);
       close(inW);
       const buf = new Uint8Array(16);
       const n = c.read(errR, buf, 16);
       const status = new Int32Array(1);
-      c.waitpid(child.pid, status, 0);
+      // Wait, draining stderr meanwhile (a hook writing more than a pipe holds must not block).
+      let stderr = '';
+      const chunk = new Uint8Array(4096);
+      c.fcntl(seR, 4 /* F_SETFL */, 0o4000 /* O_NONBLOCK */);
+      const drain = () => { for (let k; (k = c.read(seR, chunk, chunk.length)) > 0;) stderr = (stderr + Buffer.from(chunk.subarray(0, k)).toString()).slice(-4096); };
+      for (;;) {
+        drain();
+        if (c.waitpid(child.pid, status, 1 /* WNOHANG */) !== 0) break;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+      }
+      drain();
+      const tail = stderr.trim().split('\n').pop();
       if (n === 16) {
         const dv = new DataView(buf.buffer);
         throw new KeelError(`${where} could not run: ${p.explain(Number(dv.getBigUint64(0, true)), Number(dv.getBigUint64(8, true)), describeErrno)}`);
@@ -95,7 +109,7 @@ export async function runHooksIn(kind: HookKind, hooks: Hook[] | undefined, stat
       const sig = s & 0x7f;
       if (sig === 14 /* SIGALRM */ && hook.timeout) throw new KeelError(`${where} timed out after ${hook.timeout}s`);
       if (sig !== 0) throw new KeelError(`${where} was killed by signal ${sig}`);
-      if ((s >> 8) & 0xff) throw new KeelError(`${where} failed with exit status ${(s >> 8) & 0xff}`);
+      if ((s >> 8) & 0xff) throw new KeelError(`${where} failed with exit status ${(s >> 8) & 0xff}${tail ? `: ${tail}` : ''}`);
     } finally {
       for (const fd of [...open]) close(fd);
     }
