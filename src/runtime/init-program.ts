@@ -550,7 +550,7 @@ function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundl
   if (isFile) {
     mkdirAll(p, rootfs, posix.dirname(dest));
     const fd = p.cell();
-    p.sys(S.openat, [AT_FDCWD, str(dest), O.WRONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o644], { what: `create mount point ${destination}`, store: fd, tolerate: 'any', onError: `mp-${index}` });
+    p.sys(S.openat, [AT_FDCWD, str(dest), O.RDONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o644], { what: `create mount point ${destination}`, store: fd, tolerate: 'any', onError: `mp-${index}` });
     p.sys(S.close, [{ load: fd }], { what: 'close' });
     p.label(`mp-${index}`);
   } else {
@@ -626,7 +626,7 @@ function compileDevices(p: Program, config: Spec, rootfs: string, userns: boolea
     if (userns) {
       // Device nodes cannot be made in a user namespace: bind the host's node instead.
       const fd = p.cell();
-      p.sys(S.openat, [AT_FDCWD, str(dest), O.WRONLY | O.CREAT | O.CLOEXEC, 0o644], { what: `create ${d.path}`, store: fd, tolerate: 'any', onError: `dev-${d.path}` });
+      p.sys(S.openat, [AT_FDCWD, str(dest), O.RDONLY | O.CREAT | O.CLOEXEC, 0o644], { what: `create ${d.path}`, store: fd, tolerate: 'any', onError: `dev-${d.path}` });
       p.sys(S.close, [{ load: fd }], { what: 'close' });
       p.label(`dev-${d.path}`);
       p.sys(S.mount, [str(d.path), str(dest), 0, MS.BIND, 0], { what: `bind device ${d.path}` });
@@ -698,7 +698,7 @@ export function compileConsole(p: Program, socketFd: bigint, size?: { height: nu
     const fixed = 1023;
     p.sys(S.dup3, [{ load: slave }, fixed, O.CLOEXEC], { what: 'dup the pty slave' });
     const cfd = p.cell();
-    p.sys(S.openat, [AT_FDCWD, p.cstr('/dev/console'), O.WRONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o600], { what: 'create /dev/console', store: cfd, tolerate: 'any', onError: 'console-mount' });
+    p.sys(S.openat, [AT_FDCWD, p.cstr('/dev/console'), O.RDONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o600], { what: 'create /dev/console', store: cfd, tolerate: 'any', onError: 'console-mount' });
     p.sys(S.close, [{ load: cfd }], { what: 'close' });
     p.label('console-mount');
     p.sys(S.mount, [p.cstr(`/proc/self/fd/${fixed}`), p.cstr('/dev/console'), 0, MS.BIND, 0], { what: 'bind the pty to /dev/console' });
