@@ -148,7 +148,8 @@ test('--preserve-fds passes fds 3.. through; without it no runtime fd but stdio 
   const dir = tempDir('keel-fds-');
   const extra = openSync(join(dir, 'extra'), 'w');
   const other = openSync(join(dir, 'other'), 'w');
-  const b = shBundle('ls /proc/$$/fd | sort -n | tr "\\n" " "; echo; echo through-fd3 >&3 && echo wrote');
+  // No pipeline around the ls: the shell would hold the pipe's fds while it sets it up.
+  const b = shBundle('ls /proc/$$/fd > /tmp/fds; sort -n /tmp/fds | tr "\\n" " "; echo; echo through-fd3 >&3 && echo wrote');
   const spawnKeel = (args: string[]) => {
     const outPath = join(dir, `out-${args.length}`);
     const o = openSync(outPath, 'w');
