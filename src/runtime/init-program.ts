@@ -178,6 +178,10 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   const offsets = Object.entries(linux.timeOffsets ?? {}).filter(([, o]) => o !== undefined);
   if (offsets.length && !(cloneFlags & CLONE.NEWTIME)) throw new KeelError('config.json: /linux/timeOffsets: time offsets need a new time namespace (a "time" entry without a path in /linux/namespaces)');
   if (offsets.length) cloneFlags &= ~CLONE.NEWTIME;
+  // With a new user namespace, a new ipc namespace is made once the init is root in it (after the
+  // id maps): its mqueue filesystem then belongs to container root, not the overflow id (as runc).
+  const lateIpc = (cloneFlags & CLONE.NEWUSER) !== 0 && (cloneFlags & CLONE.NEWIPC) !== 0;
+  if (lateIpc) cloneFlags &= ~CLONE.NEWIPC;
 
   // 0. Wait for the parent to finish set-up, then not dumpable while the host's files are in view.
   // (The runtime writes the id maps first: an unprivileged runtime can only while the child is dumpable.)
@@ -211,6 +215,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     p.sys(S.setresgid, [0, 0, 0], { what: 'setresgid(0) in the user namespace' });
     p.sys(S.setresuid, [0, 0, 0], { what: 'setresuid(0) in the user namespace' });
   }
+  if (lateIpc) p.sys(S.unshare, [CLONE.NEWIPC], { what: 'unshare the ipc namespace' });
 
   // 2. File descriptors: stdio and preserved fds are inherited, everything else closes on exec.
   (opts.stdio ?? []).forEach((fd, i) => {
