@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { canRunContainers, skipReason, keelWithRoot, makeBundle, argsBundle, tempDir, waitFor } from './helpers.js';
+import { canRunContainers, skipReason, keelWithRoot, makeBundle, argsBundle, tempDir, waitFor, which, spawnCaptured } from './helpers.js';
 
 const skip = canRunContainers ? false : skipReason;
 const keel = keelWithRoot();
@@ -214,4 +214,24 @@ test('exec and in-container hooks join a container\'s own time namespace', { ski
   keel(['delete', '--force', 'exec-time']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^boottime\s+1000\s+0$/m, 'exec runs in the container\'s time namespace');
+});
+
+test('a user-namespaced container looks as it does under runc (ids, caps, mounts, /dev owners)', { skip: skip || (!which('runc') && 'runc not installed') }, () => {
+  const probe = 'id; grep ^Cap /proc/self/status; cut -d" " -f4- /proc/self/mountinfo | sort; for f in /dev/* /dev/mqueue /dev/shm /dev/pts; do stat -c "%n %u:%g %a" $f; done';
+  const b = openBundle(['sh', '-c', probe], (c) => {
+    c.linux.namespaces.push({ type: 'user' }, { type: 'cgroup' });
+    USERNS(c);
+  });
+  // As engines do for user namespaces: the rootfs belongs to the mapped root.
+  spawnCaptured('chown', ['-R', '100000:100000', join(b, 'rootfs')]);
+  const runcRoot = tempDir('runc-root-');
+  const r = spawnCaptured('runc', ['--root', runcRoot, 'run', '--bundle', b, 'userns-diff']);
+  assert.equal(r.status, 0, r.stderr);
+  const k = keel(['run', '--bundle', b, 'userns-diff']);
+  assert.equal(k.status, 0, k.stderr);
+  // runc makes the ipc namespace (so /dev/mqueue's superblock) as uid 0 but before its setresgid:
+  // the group is the overflow id there; keel makes it as root:root of the namespace.
+  const norm = (out: string) => out.split('\n').map((l) => l.replace(/^\/dev\/mqueue 0:65534 /, '/dev/mqueue 0:0 ')).sort();
+  assert.deepEqual(norm(k.stdout), norm(r.stdout));
+  assert.match(k.stdout, /^\/dev\/mqueue 0:0 1777$/m);
 });
