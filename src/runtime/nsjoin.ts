@@ -10,7 +10,8 @@ import { libc, describeErrno } from './sys/libc.js';
 /**
  * Adds the steps that join the namespaces of `pid` (of the given OCI types) that differ from ours,
  * user namespace first and mount namespace last. Returns the types the parent must join itself
- * (pid, time: they only apply to children) — pass them to `cloneJoined`.
+ * (pid: it only applies to children) — pass them to `cloneJoined`. A time namespace is joined by
+ * the child: setns(CLONE_NEWTIME) needs a process whose memory no other thread shares (EUSERS).
  */
 export function compileJoin(p: Program, pid: number, types: string[], label: string): string[] {
   const S = syscalls();
@@ -23,7 +24,7 @@ export function compileJoin(p: Program, pid: number, types: string[], label: str
     let same = false;
     try { same = readlinkSync(path) === readlinkSync(`/proc/self/ns/${info.file}`); } catch { /* cannot compare: join */ }
     if (same) continue;
-    if (type === 'pid' || type === 'time') { parentJoins.push(type); continue; }
+    if (type === 'pid') { parentJoins.push(type); continue; }
     const fd = p.cell();
     p.sys(S.openat, [AT_FDCWD, p.cstr(path), O.RDONLY | O.CLOEXEC, 0], { what: `open the ${type} namespace of ${label}`, store: fd });
     joins.push({ type, fd });
