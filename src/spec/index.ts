@@ -55,7 +55,11 @@ export class SpecValidationError extends KeelError {
 function problemsOf(fn: ValidateFunction): ValidationProblem[] {
   const seen = new Set<string>();
   const out: ValidationProblem[] = [];
-  for (const e of fn.errors ?? []) {
+  const errors = fn.errors ?? [];
+  // "must match a schema in anyOf/oneOf" only repeats a more precise error at or under its path.
+  const precise = errors.filter((e) => e.keyword !== 'anyOf' && e.keyword !== 'oneOf');
+  for (const e of errors) {
+    if ((e.keyword === 'anyOf' || e.keyword === 'oneOf') && precise.some((p) => p.instancePath.startsWith(e.instancePath))) continue;
     let message = e.message ?? e.keyword;
     if (e.keyword === 'additionalProperties' && typeof e.params.additionalProperty === 'string') {
       message = `must NOT have additional property '${e.params.additionalProperty}'`;
