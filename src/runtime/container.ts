@@ -109,7 +109,15 @@ export async function loadBundle(bundle: string): Promise<{ config: Spec; bundle
     throw new KeelError(code === 'ENOENT' ? `config.json: not found in bundle ${dir}` : `config.json: cannot read ${file}: ${code}`);
   }
   const { parseJson, validateRuntimeConfig } = await import('../spec/index.js');
-  const config = validateRuntimeConfig(parseJson(text, 'config.json'), 'config.json');
+  const doc = parseJson(text, 'config.json') as Spec;
+  // containerd writes the recursive propagations (rslave, rshared...) in rootfsPropagation, which
+  // the schema's enum lacks and runc accepts: validate with the plain name, keep what was asked.
+  const linuxDoc = doc?.linux as { rootfsPropagation?: string } | undefined;
+  const rootProp = linuxDoc?.rootfsPropagation;
+  const recursive = typeof rootProp === 'string' && /^r(shared|slave|private|unbindable)$/.test(rootProp);
+  if (recursive) linuxDoc!.rootfsPropagation = rootProp.slice(1);
+  const config = validateRuntimeConfig(doc, 'config.json');
+  if (recursive) (config.linux as { rootfsPropagation?: string }).rootfsPropagation = rootProp;
   if (!config.root?.path) throw new KeelError('config.json: /root/path: a root filesystem is required');
   const rootfs = resolve(dir, config.root.path);
   let isDir = false;

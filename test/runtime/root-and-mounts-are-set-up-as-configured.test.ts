@@ -249,3 +249,12 @@ test('a cgroup mount shows the container\'s own cgroups, read-only, where runc s
     assert.match(m.get('/sys/fs/cgroup')!, /^\/ ro,/);
   }
 });
+
+test('rootfsPropagation rslave (as containerd writes it, outside the schema enum) is accepted as runc does', { skip }, () => {
+  const b = shBundle("awk '$5 == \"/\"' /proc/self/mountinfo", (c) => { c.linux.rootfsPropagation = 'rslave'; });
+  const r = keel(['run', '-b', b, 'rslave1']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, / \/ ro,/, 'the container ran and sees its read-only root');
+  const bad = keel(['run', '-b', shBundle('true', (c) => { c.linux.rootfsPropagation = 'rsideways'; }), 'rslave2']);
+  assert.equal(bad.status, 1, 'anything else stays refused by the schema');
+});
