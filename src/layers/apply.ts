@@ -75,6 +75,8 @@ class Applier {
   private readonly dirs = new Map<string, boolean>();
   private readonly created = new Set<string>();
   private readonly dirTimes: [string, number][] = [];
+  /** Times of existing directories whose children this layer changes, to put back: a layer changes only what it lists. */
+  private readonly keptTimes = new Map<string, { atime: Date; mtime: Date }>();
   readonly warnings: string[] = [];
   private readonly owners: boolean;
   private readonly devices: 'create' | 'skip' | 'refuse';
@@ -273,6 +275,7 @@ class Applier {
     const slash = cleaned.lastIndexOf('/');
     const base = slash < 0 ? cleaned : cleaned.slice(slash + 1);
     const parentPath = this.parentOf(cleaned);
+    this.keepTimes(parentPath);
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       if (h.type === 'dir') this.fail(e.rawPath, 'whiteout must not be a directory');
@@ -420,8 +423,28 @@ class Applier {
     this.dirTimes.push([rel, h.mtime]);
   }
 
+  /** Whether `rel` is a real directory reached without a symlink on the way (never one leading out). */
+  private isPlainDir(rel: string): boolean {
+    try {
+      return this.resolveDir(rel, rel, false) === rel && fs.lstatSync(this.abs(rel)).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  private keepTimes(rel: string): void {
+    if (this.keptTimes.has(rel) || !this.isPlainDir(rel)) return;
+    const st = fs.lstatSync(this.abs(rel));
+    this.keptTimes.set(rel, { atime: st.atime, mtime: st.mtime });
+  }
+
   /** Directory times last: creating children changed them. */
   finish(): void {
+    const fromLayer = new Set(this.dirTimes.map(([rel]) => rel));
+    for (const [rel, t] of this.keptTimes) {
+      if (fromLayer.has(rel) || !this.isPlainDir(rel)) continue;
+      fs.utimesSync(this.abs(rel), t.atime, t.mtime);
+    }
     for (let i = this.dirTimes.length - 1; i >= 0; i--) {
       const [rel, mtime] = this.dirTimes[i]!;
       // The path is real (resolved when the entry was applied); skip it if that changed since
