@@ -142,7 +142,7 @@ function writeAtomic(path: string, text: string): void {
 async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, mode: 'create' | 'run'): Promise<Spawned> {
   checkId(id);
   const { config, bundle, rootfs } = await loadBundle(opts.bundle);
-  const [{ libc, describeErrno, pipeCloexec }, { compileInit }, { cloneProgram }] = await Promise.all([
+  const [{ libc, describeErrno, pipeCloexec }, { compileInit, prepareSeccomp }, { cloneProgram }] = await Promise.all([
     import('./sys/libc.js'), import('./init-program.js'), import('./native/clone.js'),
   ]);
   const c = libc();
@@ -192,6 +192,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       (opts as any)._lifted = { e, g, s };
     }
     const lifted = (opts as any)._lifted as { e: number; g: number; s: number } | undefined;
+    await prepareSeccomp(config);
     const init = compileInit(config, {
       rootfs, bundle, errFd: lifted?.e ?? errW, goFd: lifted?.g ?? goR, startFd: lifted?.s ?? childStartFd,
       consoleSocket: opts.consoleSocket ? resolve(opts.consoleSocket) : undefined, noPivot: opts.noPivot, noNewKeyring: opts.noNewKeyring, id,

@@ -83,7 +83,7 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
   const proc = execProcess(config, opts);
   if (proc.terminal && !opts.consoleSocket) throw new KeelError('exec --tty needs --console-socket');
 
-  const [{ libc, describeErrno, pipeCloexec, waitForwarding }, { newProgram }, { compileProcess, compileConsoleConnect, compileConsole }, { cgroupOf }, { compileJoin, cloneJoined }] = await Promise.all([
+  const [{ libc, describeErrno, pipeCloexec, waitForwarding }, { newProgram }, { compileProcess, compileConsoleConnect, compileConsole, prepareSeccomp }, { cgroupOf }, { compileJoin, cloneJoined }] = await Promise.all([
     import('./sys/libc.js'), import('./native/clone.js'), import('./init-program.js'), import('./resources.js'), import('./nsjoin.js'),
   ]);
   const c = libc();
@@ -117,6 +117,7 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
     const parentJoins = compileJoin(p, rec.pid, types, id);
     p.sys(S.setsid, [], { what: 'setsid' });
     if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize);
+    await prepareSeccomp(config);
     compileProcess(p, proc, config.linux ?? {}, { userns: types.includes('user') });
 
     const child = cloneJoined(p, rec.pid, parentJoins, childErr, id);

@@ -11,7 +11,7 @@ import { syscalls, CLONE, NAMESPACES, O, MS, AT_FDCWD, MNT_DETACH, PR, PR_CAP_AM
 import { secureJoin, pathPrefixes } from './paths.js';
 import { parseMountOptions, propagationFlag } from './mount-options.js';
 import { capabilityMask, lastCap } from './capabilities.js';
-import { compileSeccomp } from './seccomp/index.js';
+import type { compileSeccomp as CompileSeccomp } from './seccomp/index.js';
 
 const S = syscalls();
 const ENOENT = 2, EEXIST = 17, ENOTDIR = 20, EINVAL = 22;
@@ -127,6 +127,16 @@ function mountPointOf(path: string): string {
 
 function isCgroup2Host(): boolean {
   try { return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => / \/sys\/fs\/cgroup [^-]* - cgroup2 /.test(l)); } catch { return false; }
+}
+
+let seccompCompiler: typeof CompileSeccomp | undefined;
+
+/**
+ * Loads the seccomp compiler when `config` has a filter (call before compiling a program): it is
+ * a large module, and most containers' start-up has no use for it.
+ */
+export async function prepareSeccomp(config: Spec): Promise<void> {
+  if (config.linux?.seccomp && !seccompCompiler) seccompCompiler = (await import('./seccomp/index.js')).compileSeccomp;
 }
 
 export function compileInit(config: Spec, opts: InitOptions): InitProgram {
@@ -389,7 +399,8 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
 
   // Seccomp: with no_new_privs it is loaded last, right before execve; without, it needs
   // CAP_SYS_ADMIN, so it is loaded now, before the capabilities are dropped (as runc does).
-  const seccomp = linux.seccomp ? compileSeccomp(linux.seccomp) : undefined;
+  if (linux.seccomp && !seccompCompiler) throw new Error('internal: prepareSeccomp() was not called before compiling a seccomp filter');
+  const seccomp = linux.seccomp ? seccompCompiler!(linux.seccomp) : undefined;
   if (seccomp?.newListener && !opts.seccompListener) throw new KeelError('config.json: /linux/seccomp: SCMP_ACT_NOTIFY (listenerPath) is not supported for this process');
   const loadSeccomp = () => {
     if (!seccomp) return;
