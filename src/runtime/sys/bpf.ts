@@ -1,9 +1,8 @@
 // koffi bindings for bpf(2), enough to load a cgroup device program and attach it to a cgroup v2
 // directory (what runc does for linux.resources.devices on cgroup v2). Loaded on first use.
-import { createRequire } from 'node:module';
 import { KeelError } from '../../util/errors.js';
+import { koffiLibc } from './libc.js';
 
-const require = createRequire(import.meta.url);
 
 type Fn = (...args: any[]) => any;
 
@@ -17,8 +16,7 @@ interface Lib {
 let cached: Lib | undefined;
 function lib(): Lib {
   if (cached) return cached;
-  const koffi = require('koffi');
-  const libc = koffi.load('libc.so.6');
+  const { koffi, lib: libc } = koffiLibc();
   cached = {
     koffi,
     syscall: libc.func('long syscall(long number, ...)'),

@@ -1,17 +1,15 @@
 // koffi bindings for eventfd(2) and for watching an fd from the event loop (koffi.node.poll), used
 // for cgroup v1 memory OOM notifications (memory.oom_control via cgroup.event_control).
-import { createRequire } from 'node:module';
 import { closeSync, readSync } from 'node:fs';
 import { KeelError } from '../../util/errors.js';
+import { koffiLibc } from './libc.js';
 
-const require = createRequire(import.meta.url);
 
 type Fn = (...args: any[]) => any;
 let cached: { koffi: any; eventfd: Fn; strerror: Fn } | undefined;
 function lib() {
   if (cached) return cached;
-  const koffi = require('koffi');
-  const libc = koffi.load('libc.so.6');
+  const { koffi, lib: libc } = koffiLibc();
   cached = {
     koffi,
     eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),

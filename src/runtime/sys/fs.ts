@@ -8,6 +8,7 @@
  * Node's own fs errors, with the call and its path in the message.
  */
 import { constants as osConstants } from 'node:os';
+import { koffiLibc } from './libc.js';
 
 export interface FsSys {
   /** Names of the extended attributes of a path (symlinks themselves, not their targets). */
@@ -62,8 +63,7 @@ function sysError(call: string, what: string, errno: number): NodeJS.ErrnoExcept
 }
 
 async function bind(): Promise<FsSys> {
-  const koffi = (await import('koffi')).default;
-  const libc = koffi.load('libc.so.6');
+  const { koffi, lib: libc } = koffiLibc();
   const llistxattr = libc.func('intptr_t llistxattr(const char *path, _Out_ uint8_t *list, size_t size)');
   const lgetxattr = libc.func('intptr_t lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)');
   const lsetxattr = libc.func('int lsetxattr(const char *path, const char *name, const uint8_t *value, size_t size, int flags)');

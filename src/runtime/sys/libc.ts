@@ -17,12 +17,21 @@ export interface Libc {
 }
 
 let cached: Libc | undefined;
+let shared: { koffi: any; lib: any } | undefined;
+
+/** koffi and the libc library handle, loaded once for every binding file of this folder. */
+export function koffiLibc(): { koffi: any; lib: any } {
+  if (!shared) {
+    const koffi = require('koffi');
+    shared = { koffi, lib: koffi.load('libc.so.6') };
+  }
+  return shared;
+}
 
 /** The libc bindings; koffi is loaded on the first call. */
 export function libc(): Libc {
   if (cached) return cached;
-  const koffi = require('koffi');
-  const lib = koffi.load('libc.so.6');
+  const { koffi, lib } = koffiLibc();
   const strerror = lib.func('const char *strerror(int errnum)');
   cached = {
     koffi,

@@ -1,12 +1,11 @@
 // koffi bindings to libseccomp.so.2 — used ONLY by tests, as a reference implementation that
 // keel's own seccomp compiler (src/runtime/seccomp) is compared against. The runtime itself never
 // loads libseccomp. Loaded on first use.
-import { createRequire } from 'node:module';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { koffiLibc } from './libc.js';
 
-const require = createRequire(import.meta.url);
 
 type Fn = (...args: any[]) => any;
 
@@ -33,9 +32,8 @@ let cached: Lib | undefined;
 
 function lib(): Lib {
   if (cached) return cached;
-  const koffi = require('koffi');
+  const { koffi, lib: libc } = koffiLibc();
   const so = koffi.load('libseccomp.so.2');
-  const libc = koffi.load('libc.so.6');
   const argCmp = koffi.struct('scmp_arg_cmp', {
     arg: 'uint32_t',
     op: 'uint32_t',
