@@ -118,3 +118,14 @@ test('bad container ids are refused before anything is made', { skip }, () => {
   const empty = keel(['create', '--bundle', b, '']);
   assert.equal(empty.status, 1, 'an empty id is refused');
 });
+
+test('an unknown capability name is one clear error; unknown syscall names are skipped, as runc (real profiles list other machines\' syscalls)', { skip }, () => {
+  const cap = makeBundle(['true'], (c) => { c.process.capabilities.bounding.push('CAP_NOT_REAL'); });
+  refused('badcap', cap, [], /^unknown capability "CAP_NOT_REAL" in process\.capabilities\.bounding$/);
+  // podman's default profile names swapcontext (PowerPC only): such names must not stop a container.
+  const other = makeBundle(['true'], (c) => {
+    c.linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['swapcontext', 'getpid'], action: 'SCMP_ACT_ERRNO' }] };
+  });
+  const r = keel(['run', '-b', other, 'othersys']);
+  assert.equal(r.status, 0, r.stderr);
+});
