@@ -9,20 +9,11 @@ import {
   processWord, processWords, DockerIgnore,
 } from '../../src/dockerfile/index.js';
 import { KeelError } from '../../src/util/errors.js';
+import { mulberry32 } from './prng.js';
 
 const SEED = Number(process.env.KEEL_FUZZ_SEED ?? 0x5eed1e55);
 const SCALE = Number(process.env.KEEL_FUZZ_SCALE ?? 1);
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const rnd = mulberry32(SEED);
 const int = (n: number) => Math.floor(rnd() * n);

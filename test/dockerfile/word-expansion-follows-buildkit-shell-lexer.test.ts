@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { processWord, processWords, expandWord, ExpansionError } from '../../src/dockerfile/index.js';
 import { KeelError } from '../../src/util/errors.js';
+import { mulberry32 } from './prng.js';
 
 const env = {
   PWD: '/home', SHELL: 'bash', KOREAN: '한국어', NULL: '', FOO: 'foobarbaz', A: 'a b', PATHV: '/usr/local/bin:/usr/bin',
@@ -193,16 +194,6 @@ test('hostile patterns and deep nesting finish quickly with a result or a KeelEr
 
 // ---- differential check against bash for the modifiers BuildKit takes from bash ----
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('pattern and default modifiers agree with bash on generated cases', (t) => {
   const bash = ['/bin/bash', '/usr/bin/bash'].find((p) => existsSync(p));
