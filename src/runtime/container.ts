@@ -126,7 +126,12 @@ export async function loadBundle(bundle: string): Promise<{ config: Spec; bundle
   return { config, bundle: dir, rootfs };
 }
 
-interface Spawned { pid: number; pidfd: number; startFd: number; config: Spec; rec: ContainerRecord; consoleMaster: number }
+interface Spawned {
+  pid: number; pidfd: number; startFd: number; config: Spec; rec: ContainerRecord; consoleMaster: number;
+  /** `run`: the error pipe, still open; after the start byte it gives EOF on execve or the failing step. */
+  errFd: number;
+  explain: (step: number, errno: number) => string;
+}
 
 /** Writes `text` to `path` atomically (as runc does for --pid-file). */
 function writeAtomic(path: string, text: string): void {
@@ -142,8 +147,8 @@ function writeAtomic(path: string, text: string): void {
 async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, mode: 'create' | 'run'): Promise<Spawned> {
   checkId(id);
   const { config, bundle, rootfs } = await loadBundle(opts.bundle);
-  const [{ libc, describeErrno, pipeCloexec }, { compileInit, prepareSeccomp }, { cloneProgram }] = await Promise.all([
-    import('./sys/libc.js'), import('./init-program.js'), import('./native/clone.js'),
+  const [{ libc, describeErrno, pipeCloexec }, { compileInit, prepareSeccomp }, { cloneProgram }, { StepReader, MARK_FORKED }] = await Promise.all([
+    import('./sys/libc.js'), import('./init-program.js'), import('./native/clone.js'), import('./nsjoin.js'),
   ]);
   const c = libc();
   const st = store(ctx);
@@ -199,6 +204,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       preserveFds: preserve, internalFds: [], syncBeforePivot: needPivotSync, stdio: opts.stdio,
       consoleFd: consoleChild >= 0 ? consoleChild : undefined,
       seccompStateFd: seccompR >= 0 ? seccompR : undefined,
+      parentFds: [errR, goW, startW, seccompW, consoleParent].filter((fd) => fd >= 0),
     });
 
     const rec: ContainerRecord = {
@@ -207,16 +213,17 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     };
     st.save(rec);
 
-    const child = withParentJoins(c, describeErrno, init.parentJoins, () => cloneProgram(init.program, init.cloneFlags, lifted?.e ?? errW));
+    const child = cloneProgram(init.program, init.cloneFlags, lifted?.e ?? errW);
     pid = child.pid;
     rec.pid = pid;
     rec.pidStartTime = procStat(pid)?.startTime ?? '';
+    // Saved before anything else can happen: `delete --force` finds the child from here on.
+    st.save(rec);
     // The child's ends are the child's now.
     for (const fd of [errW, goR, ...(lifted ? [lifted.e, lifted.g, lifted.s] : []), ...(mode === 'create' ? [startR] : [])]) {
       c.close(fd); toClose.splice(toClose.indexOf(fd), 1);
     }
     if (mode === 'run') { c.close(startR); toClose.splice(toClose.indexOf(startR), 1); }
-    st.save(rec);
 
     // Parent-side set-up while the child waits: cgroup, id mappings, oom score.
     const linux = config.linux ?? {};
@@ -233,8 +240,9 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       writeFileSync(`/proc/${pid}/gid_map`, map(linux.gidMappings));
     }
     if (config.process?.oomScoreAdj !== undefined) writeFileSync(`/proc/${pid}/oom_score_adj`, String(config.process.oomScoreAdj));
-    if (seccompW >= 0) {
-      // The container process state for the seccomp agent (config-linux.md, seccomp).
+    // The container process state for the seccomp agent (config-linux.md, seccomp), once its pid is known.
+    const sendSeccompState = () => {
+      if (seccompW < 0) return;
       const seccomp = config.linux!.seccomp!;
       const state = {
         ociVersion: OCI_VERSION, fds: ['seccompFd'], pid, ...(seccomp.listenerMetadata ? { metadata: seccomp.listenerMetadata } : {}),
@@ -244,24 +252,34 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       c.write(seccompW, json, json.length);
       c.close(seccompW); toClose.splice(toClose.indexOf(seccompW), 1);
       c.close(seccompR); toClose.splice(toClose.indexOf(seccompR), 1);
-    }
+      seccompW = -1;
+    };
+    if (init.forkStep === undefined) sendSeccompState();
     const one = new Uint8Array([0]);
     c.write(goW, one, 1);
 
     // Follow the child to its ready point.
-    const buf = new Uint8Array(16);
-    const dv = new DataView(buf.buffer);
+    const reader = new StepReader(errR, init.forkStep);
     for (;;) {
-      const n = c.read(errR, buf, 16);
-      if (n !== 16) {
+      const rs = reader.next();
+      if (!rs) {
         const status = new Int32Array(1);
         c.waitpid(pid, status, 0);
         pid = 0;
         throw new KeelError(`container init exited unexpectedly during create (wait status ${status[0]})`);
       }
-      const step = dv.getBigUint64(0, true);
-      const errno = Number(dv.getBigUint64(8, true));
+      const { step, value: errno } = rs;
       if (step === MARK_READY) break;
+      if (step === MARK_FORKED) {
+        // The init forked into the pid namespace it joins: the new process is the container's init.
+        c.waitpid(pid, new Int32Array(1), 0);
+        pid = errno;
+        rec.pid = pid;
+        rec.pidStartTime = procStat(pid)?.startTime ?? '';
+        st.save(rec);
+        sendSeccompState();
+        continue;
+      }
       if (step === MARK_PIVOT) {
         const s = { ...toState(ctx, rec), status: 'creating' as const, pid };
         await runHooks('prestart', hooks.prestart, s);
@@ -279,12 +297,17 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       if (consoleMaster < 0) throw new KeelError(`create ${id}: the container's pty master did not arrive`);
     }
     c.close(goW); toClose.splice(toClose.indexOf(goW), 1);
-    c.close(errR); toClose.splice(toClose.indexOf(errR), 1);
+    // `run` learns from it whether the user's program could be exec'd after the start byte.
+    if (mode === 'create') c.close(errR);
+    toClose.splice(toClose.indexOf(errR), 1);
     c.close(child.pidfd);
     delete rec.creating;
     st.save(rec);
     if (opts.pidFile) writeAtomic(resolve(opts.pidFile), String(pid));
-    return { pid, pidfd: -1, startFd: startW, config, rec, consoleMaster };
+    return {
+      pid, pidfd: -1, startFd: startW, config, rec, consoleMaster, errFd: mode === 'run' ? errR : -1,
+      explain: (step, errno) => init.program.explain(step, errno, describeErrno),
+    };
   } catch (err) {
     if (pid > 0) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
@@ -298,30 +321,6 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     throw err;
   } finally {
     for (const fd of toClose) c.close(fd);
-  }
-}
-
-/**
- * Runs `clone` with this thread's namespaces-for-children set to `joins` (pid: it applies to
- * children only, and unlike the other types a multithreaded process may setns into it), then
- * back to its own.
- */
-function withParentJoins<T>(c: { setns: (fd: number, flag: number) => number; errno: () => number }, describeErrno: (e: number) => string, joins: { type: string; path: string }[], clone: () => T): T {
-  if (!joins.length) return clone();
-  const restore: { own: number; flag: number }[] = [];
-  try {
-    for (const j of joins) {
-      const info = NAMESPACES[j.type]!;
-      const own = openSync(`/proc/self/ns/${info.file}_for_children`, 'r');
-      restore.push({ own, flag: info.flag });
-      const target = openSync(j.path, 'r');
-      try {
-        if (c.setns(target, info.flag) !== 0) throw new KeelError(`config.json: /linux/namespaces: cannot join the ${j.type} namespace ${j.path}: ${describeErrno(c.errno())}`);
-      } finally { closeSync(target); }
-    }
-    return clone();
-  } finally {
-    for (const r of restore.reverse()) { c.setns(r.own, r.flag); closeSync(r.own); }
   }
 }
 
@@ -494,6 +493,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   try {
     await runHooksIn('startContainer', config.hooks?.startContainer, toState(ctx, rec), { pid: rec.pid, types: nsTypes(config) });
   } catch (err) {
+    c.close(spawned.errFd);
     try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
     c.waitpid(rec.pid, new Int32Array(1), 0);
     await destroy(ctx, rec);
@@ -501,6 +501,15 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   }
   c.write(spawned.startFd, new Uint8Array([0]), 1);
   c.close(spawned.startFd);
+  // EOF once the user's program runs (the pipe is close-on-exec), else the step that failed (execve).
+  const { readStep } = await import('./nsjoin.js');
+  const failed = readStep(spawned.errFd);
+  c.close(spawned.errFd);
+  if (failed) {
+    c.waitpid(rec.pid, new Int32Array(1), 0);
+    if (!opts.keep) await destroy(ctx, rec);
+    throw new KeelError(`run ${id}: ${spawned.explain(Number(failed.step), failed.value)}`);
+  }
   await runHooks('poststart', config.hooks?.poststart, toState(ctx, rec), ctx.warn);
   if (opts.detach) return 0;
   const relay = spawned.consoleMaster >= 0 ? await relayConsole(spawned.consoleMaster) : undefined;

@@ -8,7 +8,7 @@ import type { Spec } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { StateStore, checkId } from './state.js';
 import { statusOf, type RuntimeContext } from './container.js';
-import { PR, syscalls } from './linux/constants.js';
+import { syscalls } from './linux/constants.js';
 
 export interface ExecOptions {
   /** The command; ignored when `process` (a runtime-spec process JSON file) is given. */
@@ -83,8 +83,8 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
   const proc = execProcess(config, opts);
   if (proc.terminal && !opts.consoleSocket) throw new KeelError('exec --tty needs --console-socket');
 
-  const [{ libc, describeErrno, pipeCloexec, waitForwarding }, { newProgram }, { compileProcess, compileConsoleConnect, compileConsole, prepareSeccomp }, { cgroupOf }, { compileJoin, cloneJoined }] = await Promise.all([
-    import('./sys/libc.js'), import('./native/clone.js'), import('./init-program.js'), import('./resources.js'), import('./nsjoin.js'),
+  const [{ libc, describeErrno, pipeCloexec, waitForwarding }, { newProgram, cloneProgram }, { compileProcess, compileConsoleConnect, compileConsole, prepareSeccomp }, { cgroupOf }, { compileJoin, followFork, StepReader }, { compileParentBond }] = await Promise.all([
+    import('./sys/libc.js'), import('./native/clone.js'), import('./init-program.js'), import('./resources.js'), import('./nsjoin.js'), import('./native/cloak.js'),
   ]);
   const c = libc();
   const S = syscalls();
@@ -104,7 +104,9 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
   try {
     const childErr = lift(errW), childGo = lift(goR);
     const p = newProgram();
-    p.sys(S.prctl, [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'prctl(PR_SET_DUMPABLE)' });
+    // The runtime's ends are not the child's: holding them, it could never see the runtime go away.
+    for (const fd of [errR, goW]) p.sys(S.close, [fd], { what: 'close', tolerate: 'any' });
+    compileParentBond(p, childErr);
     p.sys(S.read, [childGo, p.cell(), 1], { what: 'wait for the runtime', onOk: 'go', notOnZero: true });
     p.fail(22, 'wait for the runtime: the runtime went away');
     p.label('go');
@@ -114,27 +116,35 @@ export async function exec(ctx: RuntimeContext, id: string, opts: ExecOptions): 
     const consoleFd = proc.terminal ? compileConsoleConnect(p, resolve(opts.consoleSocket!)) : undefined;
 
     const types = (config.linux?.namespaces ?? []).map((n) => n.type);
-    const parentJoins = compileJoin(p, rec.pid, types, id);
+    const { forkStep } = compileJoin(p, rec.pid, types, id, childErr);
     p.sys(S.setsid, [], { what: 'setsid' });
     if (consoleFd !== undefined) compileConsole(p, consoleFd, proc.consoleSize);
     await prepareSeccomp(config);
     compileProcess(p, proc, config.linux ?? {}, { userns: types.includes('user') });
 
-    const child = cloneJoined(p, rec.pid, parentJoins, childErr, id);
+    const child = cloneProgram(p, 0, childErr);
     pid = child.pid;
     c.close(child.pidfd);
     for (const fd of [errW, goR, ...(childErr !== errW ? [childErr, childGo] : [])]) { c.close(fd); open.splice(open.indexOf(fd), 1); }
+    // The cgroup before the go-ahead: a process forked into the pid namespace after it inherits it.
     cgroupOf(rec)?.apply(pid);
     c.write(goW, new Uint8Array([0]), 1);
-    const buf = new Uint8Array(16);
-    const n = c.read(errR, buf, 16);
-    if (n === 16) {
-      const dv = new DataView(buf.buffer);
-      const step = Number(dv.getBigUint64(0, true));
-      const errno = Number(dv.getBigUint64(8, true));
+    const reader = new StepReader(errR, forkStep);
+    const fail = (step: { step: bigint; value: number } | undefined): never => {
+      throw new KeelError(`exec in ${id}: ${step ? p.explain(Number(step.step), step.value, describeErrno) : 'the process setting up exited unexpectedly'}`);
+    };
+    if (forkStep !== undefined) {
+      const first = pid;
+      pid = 0;
+      const forked = followFork(reader, first);
+      if ('failed' in forked) fail(forked.failed);
+      pid = (forked as { pid: number }).pid;
+    }
+    const step = reader.next();
+    if (step) {
       c.waitpid(pid, new Int32Array(1), 0);
       pid = 0;
-      throw new KeelError(`exec in ${id}: ${p.explain(step, errno, describeErrno)}`);
+      fail(step);
     }
     // EOF: the error pipe closed on execve, the process runs.
     if (opts.pidFile) writeFileSync(resolve(opts.pidFile), String(pid));

@@ -56,8 +56,8 @@ export async function runHooks(kind: HookKind, hooks: Hook[] | undefined, state:
  */
 export async function runHooksIn(kind: HookKind, hooks: Hook[] | undefined, state: object, target: { pid: number; types: string[] }): Promise<void> {
   if (!hooks?.length) return;
-  const [{ libc, describeErrno, pipeCloexec }, { newProgram }, { compileJoin, cloneJoined }, { syscalls }] = await Promise.all([
-    import('./sys/libc.js'), import('./native/clone.js'), import('./nsjoin.js'), import('./linux/constants.js'),
+  const [{ libc, describeErrno, pipeCloexec }, { newProgram, cloneProgram }, { compileJoin, followFork, StepReader }, { compileParentBond }, { syscalls }] = await Promise.all([
+    import('./sys/libc.js'), import('./native/clone.js'), import('./nsjoin.js'), import('./native/cloak.js'), import('./linux/constants.js'),
   ]);
   const c = libc();
   const S = syscalls();
@@ -70,24 +70,37 @@ export async function runHooksIn(kind: HookKind, hooks: Hook[] | undefined, stat
     const [seR, seW] = pipe();
     const open = new Set([inR, inW, errR, errW, seR, seW]);
     const close = (fd: number) => { if (open.delete(fd)) c.close(fd); };
+    let pid = 0;
     try {
       const p = newProgram();
+      for (const fd of [inW, errR, seR]) p.sys(S.close, [fd], { what: 'close', tolerate: 'any' });
+      compileParentBond(p, errW);
       p.sys(S.fcntl, [1, 2 /* F_SETFD */, 0], { what: 'keep fd 1', tolerate: 9 });
       p.sys(S.dup3, [inR, 0, 0], { what: 'state on stdin' });
       p.sys(S.dup3, [seW, 2, 0], { what: 'stderr to the runtime' });
       p.sys(S.close_range, [3, 0xffffffff, 4 /* CLOSE_RANGE_CLOEXEC */], { what: 'close_range' });
-      const parentJoins = compileJoin(p, target.pid, target.types, 'the container');
+      const { forkStep } = compileJoin(p, target.pid, target.types, 'the container', errW);
       if (hook.timeout) p.sys(S.alarm, [hook.timeout], { what: 'set the hook timeout' });
       const args = hook.args && hook.args.length > 0 ? hook.args : [hook.path];
       p.sys(S.execve, [p.cstr(hook.path), p.cstrArray(args), p.cstrArray(hook.env ?? [])], { what: `exec ${hook.path}` });
-      const child = cloneJoined(p, target.pid, parentJoins, errW, 'the container');
+      const child = cloneProgram(p, 0, errW);
+      pid = child.pid;
       c.close(child.pidfd);
       close(inR); close(errW); close(seW);
       const json = Buffer.from(JSON.stringify(state));
       c.write(inW, json, json.length);
       close(inW);
-      const buf = new Uint8Array(16);
-      const n = c.read(errR, buf, 16);
+      const couldNotRun = (step: { step: bigint; value: number } | undefined) =>
+        new KeelError(`${where} could not run: ${step ? p.explain(Number(step.step), step.value, describeErrno) : 'its process exited unexpectedly'}`);
+      const reader = new StepReader(errR, forkStep);
+      if (forkStep !== undefined) {
+        const first = pid;
+        pid = 0;
+        const forked = followFork(reader, first);
+        if ('failed' in forked) throw couldNotRun(forked.failed);
+        pid = forked.pid;
+      }
+      const step = reader.next();
       const status = new Int32Array(1);
       // Wait, draining stderr meanwhile (a hook writing more than a pipe holds must not block).
       let stderr = '';
@@ -96,21 +109,20 @@ export async function runHooksIn(kind: HookKind, hooks: Hook[] | undefined, stat
       const drain = () => { for (let k; (k = c.read(seR, chunk, chunk.length)) > 0;) stderr = (stderr + Buffer.from(chunk.subarray(0, k)).toString()).slice(-4096); };
       for (;;) {
         drain();
-        if (c.waitpid(child.pid, status, 1 /* WNOHANG */) !== 0) break;
+        if (c.waitpid(pid, status, 1 /* WNOHANG */) !== 0) break;
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
       }
       drain();
       const tail = stderr.trim().split('\n').pop();
-      if (n === 16) {
-        const dv = new DataView(buf.buffer);
-        throw new KeelError(`${where} could not run: ${p.explain(Number(dv.getBigUint64(0, true)), Number(dv.getBigUint64(8, true)), describeErrno)}`);
-      }
+      pid = 0;
+      if (step) throw couldNotRun(step);
       const s = status[0]!;
       const sig = s & 0x7f;
       if (sig === 14 /* SIGALRM */ && hook.timeout) throw new KeelError(`${where} timed out after ${hook.timeout}s`);
       if (sig !== 0) throw new KeelError(`${where} was killed by signal ${sig}`);
       if ((s >> 8) & 0xff) throw new KeelError(`${where} failed with exit status ${(s >> 8) & 0xff}${tail ? `: ${tail}` : ''}`);
     } finally {
+      if (pid > 0) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } c.waitpid(pid, new Int32Array(1), 0); }
       for (const fd of [...open]) close(fd);
     }
   }

@@ -4,7 +4,7 @@
 import { existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Spec, Mount } from '../spec/index.js';
-import { KeelError } from '../util/errors.js';
+import { KeelError, quoteValue } from '../util/errors.js';
 import type { Program } from './native/program.js';
 import { newProgram } from './native/clone.js';
 import { syscalls, CLONE, NAMESPACES, O, MS, AT_FDCWD, MNT_DETACH, PR, PR_CAP_AMBIENT_RAISE, RLIMITS } from './linux/constants.js';
@@ -12,6 +12,8 @@ import { secureJoin, pathPrefixes } from './paths.js';
 import { parseMountOptions, propagationFlag } from './mount-options.js';
 import { capabilityMask, lastCap } from './capabilities.js';
 import type { compileSeccomp as CompileSeccomp } from './seccomp/index.js';
+import { compileCloak, compileParentBond } from './native/cloak.js';
+import { compileFork } from './nsjoin.js';
 
 const S = syscalls();
 const ENOENT = 2, EEXIST = 17, ENOTDIR = 20, EINVAL = 22;
@@ -71,13 +73,16 @@ export interface InitOptions {
   stdio?: number[];
   /** fds (our own pipes) that must stay open in the child until it execs. */
   internalFds: number[];
+  /** The runtime's own ends of its pipes (and sockets), closed first thing in the child: holding
+   * them, the child would never see the runtime go away. */
+  parentFds?: number[];
 }
 
 export interface InitProgram {
   program: Program;
   cloneFlags: number;
-  /** Namespace paths the parent must join before cloning (they only apply to children: pid, time). */
-  parentJoins: { type: string; path: string }[];
+  /** The init joins an existing pid namespace by forking into it at this step: the runtime reads MARK_FORKED and the pid that carries on. */
+  forkStep?: number;
   userns: boolean;
 }
 
@@ -162,7 +167,6 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   // time, which only apply to children and are joined by the parent before cloning.
   let cloneFlags = 0;
   const joins: { type: string; path: string }[] = [];
-  const parentJoins: { type: string; path: string }[] = [];
   const seen = new Set<string>();
   for (const ns of linux.namespaces ?? []) {
     const info = NAMESPACES[ns.type];
@@ -171,8 +175,9 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     seen.add(ns.type);
     if (ns.path) {
       if (!existsSync(ns.path)) throw new KeelError(`config.json: /linux/namespaces: ${ns.type} namespace path ${ns.path} does not exist`);
-      // time: the child is single-threaded, so its setns may switch its own time namespace too.
-      (ns.type === 'pid' ? parentJoins : joins).push({ type: ns.type, path: ns.path });
+      // time: the child is single-threaded, so its setns may switch its own time namespace too;
+      // pid: the child forks into it once in every other namespace (compileFork).
+      joins.push({ type: ns.type, path: ns.path });
     } else {
       cloneFlags |= info.flag;
     }
@@ -193,21 +198,33 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   const lateIpc = (cloneFlags & CLONE.NEWUSER) !== 0 && (cloneFlags & CLONE.NEWIPC) !== 0;
   if (lateIpc) cloneFlags &= ~CLONE.NEWIPC;
 
-  // 0. Wait for the parent to finish set-up, then not dumpable while the host's files are in view.
-  // (The runtime writes the id maps first: an unprivileged runtime can only while the child is dumpable.)
+  // 0. Bound to the runtime's life (it dies with it), wait for it to finish set-up, then not
+  // dumpable while the host's files are in view. (The runtime writes the id maps first: an
+  // unprivileged runtime can only while the child is dumpable.)
+  for (const fd of opts.parentFds ?? []) p.sys(S.close, [fd], { what: 'close', tolerate: 'any' });
+  compileParentBond(p, opts.errFd, { dumpable: true });
   p.sys(S.read, [opts.goFd, scratch, 1], { what: 'wait for the runtime', onOk: 'go', notOnZero: true });
   p.fail(EINVAL, 'wait for the runtime: the runtime went away');
   p.label('go');
   p.sys(S.prctl, [PR.SET_DUMPABLE, 0, 0, 0, 0], { what: 'prctl(PR_SET_DUMPABLE)' });
 
-  // 1. Join namespaces by path, the user namespace first.
-  joins.sort((a, b) => (a.type === 'user' ? -1 : b.type === 'user' ? 1 : 0));
-  for (const j of joins) {
+  // 1. Join namespaces by path: the user namespace first, then the runtime's executable is shed
+  // (native/cloak.ts: in a user namespace of its own the child may), the others, and the pid
+  // namespace by a fork.
+  const rank = (t: string) => (t === 'user' ? 0 : t === 'pid' ? 2 : 1);
+  joins.sort((a, b) => rank(a.type) - rank(b.type));
+  const nsFds = joins.map((j) => {
     const fd = p.cell();
     p.sys(S.openat, [AT_FDCWD, str(j.path), O.RDONLY | O.CLOEXEC, 0], { what: `open ${j.type} namespace ${j.path}`, store: fd });
-    p.sys(S.setns, [{ load: fd }, NAMESPACES[j.type]!.flag], { what: `join ${j.type} namespace ${j.path}` });
-    p.sys(S.close, [{ load: fd }], { what: 'close' });
-  }
+    return fd;
+  });
+  joins.forEach((j, i) => {
+    p.sys(S.setns, [{ load: nsFds[i]! }, NAMESPACES[j.type]!.flag], { what: `join ${j.type} namespace ${j.path}` });
+    p.sys(S.close, [{ load: nsFds[i]! }], { what: 'close' });
+    if (j.type === 'user') compileCloak(p);
+  });
+  if (!joins.some((j) => j.type === 'user')) compileCloak(p);
+  const forkStep = joins.some((j) => j.type === 'pid') ? compileFork(p, opts.errFd) : undefined;
   if (newCgroupNs) p.sys(S.unshare, [CLONE.NEWCGROUP], { what: 'unshare the cgroup namespace' });
   // Before setresuid: the host-root owner of our (non-dumpable) /proc/self files can still open them.
   if (offsets.length) {
@@ -224,6 +241,8 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   if (userns) {
     p.sys(S.setresgid, [0, 0, 0], { what: 'setresgid(0) in the user namespace' });
     p.sys(S.setresuid, [0, 0, 0], { what: 'setresuid(0) in the user namespace' });
+    // A change of credentials clears the parent-death signal (and dumpable): again.
+    compileParentBond(p, opts.errFd);
   }
   if (lateIpc) p.sys(S.unshare, [CLONE.NEWIPC], { what: 'unshare the ipc namespace' });
 
@@ -254,12 +273,14 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   if (config.hostname !== undefined && config.hostname !== '') {
     if (!seen.has('uts')) throw new KeelError('config.json: /hostname: setting the hostname needs a new uts namespace');
     const h = Buffer.from(config.hostname);
-    p.sys(S.sethostname, [p.bytes(h), h.length], { what: `sethostname ${config.hostname}` });
+    if (h.length > 64) throw new KeelError(`config.json: /hostname: ${quoteValue(config.hostname)} is longer than the 64 bytes a hostname may have`);
+    p.sys(S.sethostname, [p.bytes(h), h.length], { what: `/hostname: sethostname ${quoteValue(config.hostname)}` });
   }
   if (config.domainname !== undefined && config.domainname !== '') {
     if (!seen.has('uts')) throw new KeelError('config.json: /domainname: setting the domain name needs a new uts namespace');
     const d = Buffer.from(config.domainname);
-    p.sys(S.setdomainname, [p.bytes(d), d.length], { what: `setdomainname ${config.domainname}` });
+    if (d.length > 64) throw new KeelError(`config.json: /domainname: ${quoteValue(config.domainname)} is longer than the 64 bytes a domain name may have`);
+    p.sys(S.setdomainname, [p.bytes(d), d.length], { what: `/domainname: setdomainname ${quoteValue(config.domainname)}` });
   }
 
   // 4. The root filesystem and mounts.
@@ -284,7 +305,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle, userns, seen.has('cgroup')));
     if (!devBound) compileDevices(p, config, rootfs, userns, devMounted);
     // A missing cwd is made (0755, by root, before / can be read-only), as runc does.
-    if (proc.cwd && proc.cwd !== '/') mkdirAll(p, rootfs, secureJoin(rootfs, proc.cwd));
+    if (proc.cwd && proc.cwd !== '/') mkdirAll(p, rootfs, secureJoin(rootfs, proc.cwd), '/process/cwd');
     if (opts.syncBeforePivot) syncPoint(p, opts, MARK_PIVOT, 'pivot');
     // pivot_root(".", ".") and detach the old root, or MS_MOVE + chroot with --no-pivot.
     p.sys(S.chdir, [str(rootfs)], { what: `chdir to the rootfs ${rootfs}` });
@@ -310,8 +331,9 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
       const path = '/proc/sys/' + key.replaceAll('.', '/');
       const fd = p.cell();
       const v = Buffer.from(value);
-      p.sys(S.openat, [AT_FDCWD, str(path), O.WRONLY | O.CLOEXEC, 0], { what: `open sysctl ${key}`, store: fd });
-      p.sys(S.write, [{ load: fd }, p.bytes(v), v.length], { what: `write sysctl ${key}=${value}` });
+      const field = `/linux/sysctl/${quoteValue(key)}`;
+      p.sys(S.openat, [AT_FDCWD, str(path), O.WRONLY | O.CLOEXEC, 0], { what: `${field}: open ${quoteValue(path)}`, store: fd });
+      p.sys(S.write, [{ load: fd }, p.bytes(v), v.length], { what: `${field}: write ${quoteValue(value)}` });
       p.sys(S.close, [{ load: fd }], { what: 'close' });
     }
 
@@ -346,7 +368,7 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     // Ready: tell the runtime, then wait for `start`.
     beforeExec: () => syncPoint(p, { ...opts, goFd: opts.startFd }, MARK_READY, 'start'),
   });
-  return { program: p, cloneFlags, parentJoins, userns };
+  return { program: p, cloneFlags, forkStep, userns };
 }
 
 type Process = NonNullable<Spec['process']>;
@@ -360,6 +382,10 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
   userns: boolean; beforeExec?: () => void;
   /** For SCMP_ACT_NOTIFY: the connected socket to the seccomp agent (a cell) and the pipe the state JSON comes on. */
   seccompListener?: { socket: bigint; statePipeFd: number }; /** Host path of the rootfs, to find HOME in its /etc/passwd. */ rootfs?: string }): void {
+  // The process outlives the runtime from here (create returns, exec --detach...): the
+  // parent-death signal goes, before a seccomp filter could refuse prctl.
+  p.sys(S.prctl, [PR.SET_PDEATHSIG, 0, 0, 0, 0], { what: 'prctl(PR_SET_PDEATHSIG, 0)' });
+
   // 7. rlimits.
   for (const r of proc.rlimits ?? []) {
     const res = RLIMITS[r.type];
@@ -465,7 +491,7 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
     if (ambient & (1n << BigInt(cap))) p.sys(S.prctl, [PR.CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0], { what: `raise ambient capability ${cap}`, tolerate: 1 /* EPERM: not in permitted and inheritable; runc ignores it too */ });
   }
   p.sys(S.umask, [user.umask ?? 0o022], { what: 'umask' });
-  p.sys(S.chdir, [p.cstr(proc.cwd)], { what: `chdir to cwd ${proc.cwd}` });
+  p.sys(S.chdir, [p.cstr(proc.cwd)], { what: `/process/cwd: chdir to ${quoteValue(proc.cwd)}` });
 
   // 9. Find the executable (as the container user, in the container's PATH), like runc before start.
   const exePath = p.cell();
@@ -485,7 +511,7 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
     loadSeccomp();
   }
 
-  p.sys(S.execve, [{ load: exePath }, p.cstrArray(proc.args), p.cstrArray(env)], { what: `exec ${proc.args[0]}` });
+  p.sys(S.execve, [{ load: exePath }, p.cstrArray(proc.args), p.cstrArray(env)], { what: `exec ${proc.args[0]!.length > 64 ? quoteValue(proc.args[0]!) : proc.args[0]}` });
 }
 
 /** Reports `mark` to the runtime and waits for its go-ahead byte. */
@@ -538,9 +564,9 @@ function compileLookPath(p: Program, arg0: string, env: string[], cell: bigint):
   p.label('looked-up');
 }
 
-function mkdirAll(p: Program, root: string, dir: string, mode = 0o755): void {
+function mkdirAll(p: Program, root: string, dir: string, field?: string, mode = 0o755): void {
   for (const prefix of pathPrefixes(root, dir)) {
-    p.sys(S.mkdir, [p.cstr(prefix), mode], { what: `mkdir ${prefix}`, tolerate: EEXIST });
+    p.sys(S.mkdir, [p.cstr(prefix), mode], { what: `${field ? `${field}: ` : ''}mkdir ${quoteValue(prefix, 128)}`, tolerate: EEXIST });
   }
 }
 
@@ -564,15 +590,15 @@ function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundl
     isFile = !statSync(source).isDirectory();
   }
   if (isFile) {
-    mkdirAll(p, rootfs, posix.dirname(dest));
+    mkdirAll(p, rootfs, posix.dirname(dest), `/mounts/${index}`);
     const fd = p.cell();
-    p.sys(S.openat, [AT_FDCWD, str(dest), O.RDONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o644], { what: `create mount point ${destination}`, store: fd, tolerate: 'any', onError: `mp-${index}` });
+    p.sys(S.openat, [AT_FDCWD, str(dest), O.RDONLY | O.CREAT | O.CLOEXEC | O.NOFOLLOW, 0o644], { what: `/mounts/${index}: create mount point ${quoteValue(destination, 128)}`, store: fd, tolerate: 'any', onError: `mp-${index}` });
     p.sys(S.close, [{ load: fd }], { what: 'close' });
     p.label(`mp-${index}`);
   } else {
-    mkdirAll(p, rootfs, dest);
+    mkdirAll(p, rootfs, dest, `/mounts/${index}`);
   }
-  const what = `mount ${source} on ${destination}${type ? ` (type ${type})` : ''}`;
+  const what = `/mounts/${index}: mount ${quoteValue(source, 128)} on ${quoteValue(destination, 128)}${type ? ` (type ${type})` : ''}`;
   // Without a cgroup namespace of its own the container still sees only its own cgroups (runc binds
   // them): the cgroup filesystems are mounted from a cgroup namespace made for the purpose, rooted
   // at the cgroups the init is in by now, which the init then leaves.

@@ -16,3 +16,12 @@ export function errorMessage(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.replace(/\s*\n\s*/g, '; ');
 }
+
+/**
+ * A value from user input for an error line: JSON-quoted, and only its first `max` characters when
+ * it is longer (with its length), so a huge value never makes a huge line.
+ */
+export function quoteValue(value: string, max = 64): string {
+  if (value.length <= max) return JSON.stringify(value);
+  return `${JSON.stringify(value.slice(0, max))}… (${value.length} characters)`;
+}

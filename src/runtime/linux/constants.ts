@@ -1,7 +1,7 @@
 // Linux ABI numbers the runtime uses: syscall numbers (per architecture) and flag values.
 
 const X86_64 = {
-  read: 0, write: 1, open: 2, close: 3, ioctl: 16, access: 21, dup2: 33, getpid: 39, sendmsg: 46, socket: 41, connect: 42,
+  read: 0, write: 1, open: 2, close: 3, poll: 7, munmap: 11, brk: 12, ioctl: 16, access: 21, dup2: 33, getpid: 39, sendmsg: 46, socket: 41, connect: 42,
   clone: 56, fork: 57, execve: 59, exit: 60, wait4: 61, kill: 62, fcntl: 72, chdir: 80, fchdir: 81, mkdir: 83,
   symlink: 88, chmod: 90, fchown: 93, chown: 92, umask: 95, setuid: 105, setgid: 106, setpgid: 109, setsid: 112,
   setgroups: 116, setresuid: 117, setresgid: 119, capget: 125, capset: 126, rt_sigprocmask: 14, rt_sigaction: 13,
@@ -10,7 +10,7 @@ const X86_64 = {
   faccessat: 269, dup3: 292, prlimit64: 302, setns: 308, sched_setattr: 314, seccomp: 317, execveat: 322,
   pidfd_open: 434, clone3: 435, close_range: 436, openat2: 437, pidfd_getfd: 438, faccessat2: 439,
   mount_setattr: 442, open_tree: 428, move_mount: 429, fsopen: 430, fsconfig: 431, fsmount: 432, pidfd_send_signal: 424,
-  alarm: 37, unshare: 272, keyctl: 250, sched_setaffinity: 203,
+  alarm: 37, unshare: 272, memfd_create: 319, exit_group: 231, keyctl: 250, sched_setaffinity: 203,
 } as const;
 
 export type SyscallName = keyof typeof X86_64;
@@ -22,7 +22,7 @@ export function syscalls(): Record<SyscallName, number> {
 }
 
 export const CLONE = {
-  NEWTIME: 0x80, VM: 0x100, FS: 0x200, FILES: 0x400, SIGHAND: 0x800, PIDFD: 0x1000, VFORK: 0x4000,
+  NEWTIME: 0x80, VM: 0x100, FS: 0x200, FILES: 0x400, SIGHAND: 0x800, PIDFD: 0x1000, VFORK: 0x4000, PARENT: 0x8000,
   NEWNS: 0x20000, NEWCGROUP: 0x02000000, NEWUTS: 0x04000000, NEWIPC: 0x08000000, NEWUSER: 0x10000000,
   NEWPID: 0x20000000, NEWNET: 0x40000000,
 } as const;

@@ -144,13 +144,14 @@ export class Program {
   /** The error message for step `index` failing with `errno`; a FAIL step's text says it all. */
   explain(index: number, errno: number, describeErrno: (e: number) => string): string {
     const insn = this.insns[index];
-    if (insn?.nr === PSEUDO_FAIL) return insn.opts.what;
+    if (insn?.nr === PSEUDO_FAIL) return this.describe(index);
     return `${this.describe(index)}: ${describeErrno(errno)}`;
   }
 
-  /** What step `index` does, for error messages. */
+  /** What step `index` does, for error messages (at most 400 characters: values quoted in it may be long). */
   describe(index: number): string {
-    return this.insns[index]?.opts.what ?? `step ${index}`;
+    const what = this.insns[index]?.opts.what ?? `step ${index}`;
+    return what.length > 400 ? `${what.slice(0, 400)}…` : what;
   }
 
   private target(label: string | undefined): bigint {
