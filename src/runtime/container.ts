@@ -5,7 +5,7 @@ import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync, renameSy
 import { join, resolve, dirname, basename } from 'node:path';
 import type { Spec, State } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
-import { StateStore, checkId, type ContainerRecord } from './state.js';
+import { StateStore, checkId, startTimeOf, type ContainerRecord } from './state.js';
 import { runHooks, runHooksIn } from './hooks.js';
 import { SIGNALS, NAMESPACES } from './linux/constants.js';
 
@@ -72,7 +72,12 @@ function isAlive(rec: ContainerRecord): boolean {
 }
 
 export function statusOf(ctx: RuntimeContext, rec: ContainerRecord): Status {
-  if (rec.creating) return isAlive(rec) || rec.pid === 0 ? 'creating' : 'stopped';
+  if (rec.creating) {
+    if (rec.pid > 0) return isAlive(rec) ? 'creating' : 'stopped';
+    // Not cloned yet: creating while the runtime doing it lives.
+    const [pid, start] = (rec.creator ?? '').split(' ');
+    return !rec.creator || startTimeOf(Number(pid)) === start ? 'creating' : 'stopped';
+  }
   if (!isAlive(rec)) return 'stopped';
   // The freezer first, as runc: a paused container is paused whether it was started or not.
   if (freezerState(rec)) return 'paused';
@@ -209,7 +214,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
 
     const rec: ContainerRecord = {
       ociVersion: OCI_VERSION, id, pid: 0, pidStartTime: '', bundle, rootfs, created: new Date().toISOString(),
-      owner: '', annotations: config.annotations, creating: true, config,
+      owner: '', annotations: config.annotations, creating: true, creator: StateStore.self(), config,
     };
     st.save(rec);
 
@@ -227,10 +232,13 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
 
     // Parent-side set-up while the child waits: cgroup, id mappings, oom score.
     const linux = config.linux ?? {};
-    const { placeInCgroup, cgroupOf } = await import('./resources.js');
-    rec.cgroup = placeInCgroup(config, id, pid, { systemd: !!ctx.systemdCgroup });
-    placed = () => cgroupOf(rec);
+    const { cgroupRecord, placeInCgroup, cgroupOf } = await import('./resources.js');
+    // The cgroup is recorded before it is made: a create killed while making it leaves nothing
+    // that `delete --force` cannot find.
+    rec.cgroup = cgroupRecord(config, id, { systemd: !!ctx.systemdCgroup });
     st.save(rec);
+    placed = () => cgroupOf(rec);
+    placeInCgroup(config, id, pid, rec.cgroup);
     if (init.userns) {
       const map = (m: { containerID: number; hostID: number; size: number }[] | undefined) => (m ?? []).map((x) => `${x.containerID} ${x.hostID} ${x.size}\n`).join('');
       if (!linux.uidMappings?.length || !linux.gidMappings?.length) throw new KeelError('config.json: /linux/uidMappings: a user namespace needs uidMappings and gidMappings');
@@ -302,6 +310,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     toClose.splice(toClose.indexOf(errR), 1);
     c.close(child.pidfd);
     delete rec.creating;
+    delete rec.creator;
     st.save(rec);
     if (opts.pidFile) writeAtomic(resolve(opts.pidFile), String(pid));
     return {

@@ -30,23 +30,30 @@ function deviceRules(config: Spec) {
   ];
 }
 
-/** Creates the cgroup of a new container, sets its limits and moves `pid` into it. */
-export function placeInCgroup(config: Spec, id: string, pid: number, opts: { systemd: boolean }): CgroupRecord {
+/**
+ * What the state record keeps of the cgroup a new container will get. Saved before the cgroup is
+ * made, so that whatever a runtime killed in the middle of making it left, `delete --force` finds.
+ */
+export function cgroupRecord(config: Spec, id: string, opts: { systemd: boolean }): CgroupRecord {
   const rec: CgroupRecord = {
     cgroupsPath: config.linux?.cgroupsPath, ownCgroups: readProcCgroups(), systemd: opts.systemd, rootless: process.getuid?.() !== 0,
   };
+  const f = manager(id, rec).controller('freezer');
+  if (f) rec.freezerFile = join(f.dir, f.version === 1 ? 'freezer.state' : 'cgroup.freeze');
+  return rec;
+}
+
+/** Creates the cgroup of a new container (`rec`: from cgroupRecord), sets its limits and moves `pid` into it. */
+export function placeInCgroup(config: Spec, id: string, pid: number, rec: CgroupRecord): void {
   const m = manager(id, rec);
   m.create();
   try {
     m.set({ ...(config.linux?.resources ?? {}), devices: deviceRules(config) });
     m.apply(pid);
-    const f = m.controller('freezer');
-    if (f) rec.freezerFile = join(f.dir, f.version === 1 ? 'freezer.state' : 'cgroup.freeze');
   } catch (err) {
     void m.destroy().catch(() => undefined);
     throw err;
   }
-  return rec;
 }
 
 /** The cgroup manager of an existing container, or undefined when keel did not give it one. */

@@ -18,6 +18,8 @@ export interface ContainerRecord {
   annotations?: Record<string, string>;
   /** Set while `create` is in progress. */
   creating?: boolean;
+  /** The process doing the create ("pid starttime"): a create whose runtime died is no longer in progress. */
+  creator?: string;
   /** How to find the container's cgroup again (see resources.ts). */
   cgroup?: import('./resources.js').CgroupRecord;
   /** The host paths of the container's namespaces, for exec and hooks. */
@@ -104,6 +106,23 @@ export class StateStore {
       throw err;
     }
     rmSync(aside, { recursive: true, force: true, maxRetries: 5, retryDelay: 2 });
+    this.removeAbandoned();
+  }
+
+  /** Removes what removals killed half-way left aside (their pid is gone). */
+  private removeAbandoned(): void {
+    let names: string[] = [];
+    try { names = readdirSync(this.root); } catch { return; }
+    for (const name of names) {
+      const m = /^\.removed~.*~(\d+)~\d+$/.exec(name);
+      if (!m || Number(m[1]) === process.pid || startTimeOf(Number(m[1])) !== '') continue;
+      rmSync(join(this.root, name), { recursive: true, force: true });
+    }
+  }
+
+  /** "pid starttime" of this process, as locks and records name their owner. */
+  static self(): string {
+    return `${process.pid} ${startTimeOf(process.pid)}`;
   }
 
   ids(): string[] {
@@ -124,7 +143,7 @@ export class StateStore {
     checkId(id);
     const dir = this.dir(id);
     const lock = join(dir, '.lock');
-    const me = `${process.pid} ${startTimeOf(process.pid)}`;
+    const me = StateStore.self();
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {

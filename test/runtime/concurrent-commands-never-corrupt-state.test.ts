@@ -46,12 +46,19 @@ function processesIn(pids: number[]): number[] {
   });
 }
 
+/** Whether a cgroup named `name` is anywhere under `dir` (cgroups of other work may come and go meanwhile). */
+function hasCgroupNamed(dir: string, name: string): boolean {
+  let entries: import('node:fs').Dirent[];
+  try { entries = readdirSync(dir, { withFileTypes: true }); } catch { return false; }
+  return entries.some((e) => e.isDirectory() && (e.name === name || hasCgroupNamed(join(dir, e.name), name)));
+}
+
 function assertNothingLeft(ids: string[], bundle: string, pids: number[]): void {
   assert.deepEqual(keel(['list', '-q']).stdout.split('\n').filter(Boolean).filter((id) => ids.includes(id)), [], 'no container is listed');
   for (const id of ids) {
     assert.equal(existsSync(join(keel.root, id)), false, `${id}: no state directory`);
     assert.equal(existsSync(`/sys/fs/cgroup/pids/${id}`), false, `${id}: no pids cgroup`);
-    assert.equal(existsSync(`/sys/fs/cgroup/memory/${id}`) || readdirSync('/sys/fs/cgroup/memory', { recursive: true } as any).some((p: any) => String(p).endsWith(`/${id}`)), false, `${id}: no memory cgroup`);
+    assert.equal(existsSync(`/sys/fs/cgroup/memory/${id}`) || hasCgroupNamed('/sys/fs/cgroup/memory', id), false, `${id}: no memory cgroup`);
   }
   assert.ok(waitFor(() => processesIn(pids).length === 0, 5000), `no container process is left: ${processesIn(pids)}`);
   assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(bundle), false, 'no mount of the bundle is left on the host');
