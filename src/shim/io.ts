@@ -13,6 +13,8 @@ import { openSync, closeSync, constants as fsc } from 'node:fs';
 import { Socket } from 'node:net';
 import * as tty from 'node:tty';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import * as runtime from '../runtime/index.js';
 import { Code, TtrpcError } from './ttrpc.js';
 
@@ -43,8 +45,8 @@ function openOutput(target: string): number {
 
 const fifoSocket = (fd: number, readable: boolean) => new Socket({ fd, readable, writable: !readable });
 
-/** Sets up a process's stdio; `dir` holds its console socket when it has a terminal. */
-export async function openProcessIO(paths: StdioPaths, dir: string, name: string, log: (m: string) => void): Promise<ProcessIO> {
+/** Sets up a process's stdio (`name` names it in messages). */
+export async function openProcessIO(paths: StdioPaths, name: string, log: (m: string) => void): Promise<ProcessIO> {
   const fds: number[] = [];
   const streams: Socket[] = [];
   let stdinStream: Socket | undefined;
@@ -52,7 +54,9 @@ export async function openProcessIO(paths: StdioPaths, dir: string, name: string
   const closeFds = () => { for (const fd of fds.splice(0)) { try { closeSync(fd); } catch { /* closed */ } } };
   try {
     if (paths.terminal) {
-      const consoleSock = await runtime.consoleReceiver(join(dir, `.${name}.console.sock`));
+      // In the temporary directory, as runc's shim does: a bundle's path can be longer than a
+      // socket's path may be (108 bytes).
+      const consoleSock = await runtime.consoleReceiver(join(tmpdir(), `keel-pty-${randomBytes(8).toString('hex')}.sock`));
       let master = -1;
       let masterIn: Socket | undefined;
       return {

@@ -248,7 +248,8 @@ async function serve(f: ShimFlags): Promise<void> {
     await Promise.race([publisher.flush(), new Promise((r) => setTimeout(r, 2000))]);
     process.exit(code);
   };
-  const service = new TaskService({ root: keelRoot(f.namespace), publisher, log: log.info, exit: () => void exit() });
+  const service = new TaskService({ root: keelRoot(f.namespace), publisher, log: log.info, debug: f.debug ? log.debug : undefined, exit: () => void exit() });
+  log.debug(`ready ${(performance.now()).toFixed(1)} ms after the process started`);
   serveTtrpc(server, service.services(), log.info);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

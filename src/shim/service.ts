@@ -51,6 +51,8 @@ export interface ShimOptions {
   root: string;
   publisher: Publisher;
   log: (msg: string) => void;
+  /** Debug messages (each request and its time), or nothing. */
+  debug?: (msg: string) => void;
   /** Called when containerd asks the shim to go (Shutdown) and it holds no container. */
   exit: () => void;
 }
@@ -87,10 +89,13 @@ export class TaskService {
     const add = <I extends DescMessage, O extends DescMessage>(name: string, inSchema: I, outSchema: O, fn: (req: MessageShape<I>) => Promise<MessageShape<O>>) => {
       methods.set(name, async (payload) => {
         const req = fromBinary(inSchema, payload);
+        const t0 = performance.now();
         try {
           return toBinary(outSchema, await fn(req));
         } catch (err) {
           throw asTtrpcError(err);
+        } finally {
+          this.opts.debug?.(`${name} ${(req as { id?: string }).id ?? ''} ${(performance.now() - t0).toFixed(1)} ms`);
         }
       });
     };
@@ -154,7 +159,7 @@ export class TaskService {
         await runtime.mountRootfs(r.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })), rootfs);
         mounted = true;
       }
-      init.io = await openProcessIO(paths, r.bundle, 'init', this.opts.log);
+      init.io = await openProcessIO(paths, `${r.id} init`, this.opts.log);
       await runtime.create(this.ctx, r.id, { bundle: r.bundle, stdio: init.io.stdio, consoleSocket: init.io.consoleSocket });
     } catch (err) {
       init.io?.close();
@@ -225,7 +230,7 @@ export class TaskService {
     const pidFile = join(c.bundle, `.exec-${r.execId}.pid`);
     writeFileSync(specFile, JSON.stringify(p.spec), { mode: 0o600 });
     try {
-      p.io = await openProcessIO(p.paths, c.bundle, `exec-${r.execId}`, this.opts.log);
+      p.io = await openProcessIO(p.paths, `${r.id} exec ${r.execId}`, this.opts.log);
       await runtime.exec(this.ctx, r.id, { args: [], process: specFile, detach: true, pidFile, stdio: p.io.stdio, consoleSocket: p.io.consoleSocket, tty: p.paths.terminal });
       p.pid = Number(readFileSync(pidFile, 'utf8'));
     } catch (err) {
