@@ -12,7 +12,7 @@
 //
 // Start-up matters for `start` (once per container, in the path of `ctr run`): it loads no
 // protobuf code and no runtime, only what it needs to find or spawn the daemon.
-import { readFileSync, writeFileSync, renameSync, rmSync, mkdirSync, openSync, constants as fsc } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, renameSync, rmSync, mkdirSync, openSync, constants as fsc } from 'node:fs';
 import { join } from 'node:path';
 
 const NAME = 'containerd-shim-keel-v2';
@@ -197,18 +197,35 @@ async function start(f: ShimFlags): Promise<void> {
   process.stdout.write(address);
 }
 
-/** `delete`: containerd cleans up after a shim that is gone. */
+/** Whether anything is mounted at or under `dir` (from /proc/self/mountinfo). */
+function mountedUnder(dir: string): boolean {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const point = line.split(' ')[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (point && (point === dir || point.startsWith(`${dir}/`))) return true;
+  }
+  return false;
+}
+
+/**
+ * `delete`: containerd cleans up after a shim that is gone, and also after every task the shim
+ * deleted itself (it waits for this command before it removes the bundle), so when the shim left
+ * nothing behind (no container in keel's state, no mount) the runtime is not even loaded.
+ */
 async function cleanup(f: ShimFlags): Promise<void> {
   const bundle = f.bundle || process.cwd();
-  const runtime = await import('../runtime/index.js');
-  const ctx = { root: keelRoot(f.namespace), warn: (m: string) => process.stderr.write(`${m}\n`) };
-  try { await runtime.remove(ctx, f.id, { force: true }); } catch (err) { process.stderr.write(`delete container ${f.id}: ${(err as Error).message}\n`); }
-  await runtime.unmountRootfs(join(bundle, 'rootfs'));
+  const root = keelRoot(f.namespace);
+  const rootfs = join(bundle, 'rootfs');
+  if (existsSync(join(root, f.id)) || mountedUnder(rootfs)) {
+    const runtime = await import('../runtime/index.js');
+    const ctx = { root, warn: (m: string) => process.stderr.write(`${m}\n`) };
+    try { await runtime.remove(ctx, f.id, { force: true }); } catch (err) { process.stderr.write(`delete container ${f.id}: ${(err as Error).message}\n`); }
+    await runtime.unmountRootfs(rootfs);
+  }
   let pid = 0;
   try { pid = Number(readFileSync(join(bundle, 'init.pid'), 'utf8')) || 0; } catch { /* never created */ }
   try {
     const path = socketPath(readFileSync(join(bundle, 'address'), 'utf8').trim());
-    if (path.startsWith(`${SOCKET_DIR}/keel-`) && !(await canConnect(path))) rmSync(path, { force: true });
+    if (path.startsWith(`${SOCKET_DIR}/keel-`) && existsSync(path) && !(await canConnect(path))) rmSync(path, { force: true });
   } catch { /* no address */ }
   const [{ create, toBinary }, { timestampNow }, { DeleteResponseSchema }] = await Promise.all([
     import('@bufbuild/protobuf'), import('@bufbuild/protobuf/wkt'), import('./generated/runtime/task/v2/shim_pb.js'),
@@ -261,13 +278,29 @@ async function serve(f: ShimFlags): Promise<void> {
   log.debug(`serving ${f.socket || 'fd 3'} for ${f.namespace}/${f.id}`);
 }
 
+/** Runs the daemon's start-up code and a request's decoding and encoding, without serving. */
+async function warmUp(): Promise<void> {
+  const [{ TaskService }, { Publisher }, { serveTtrpc }, { create, toBinary, fromBinary }, api, net] = await Promise.all([
+    import('./service.js'), import('./events.js'), import('./ttrpc.js'), import('@bufbuild/protobuf'), import('./generated/runtime/task/v2/shim_pb.js'), import('node:net'),
+  ]);
+  const service = new TaskService({ root: '/nonexistent', publisher: new Publisher('', 'warm-up', () => undefined), log: () => undefined, exit: () => undefined });
+  serveTtrpc(net.createServer(), service.services());
+  fromBinary(api.CreateTaskRequestSchema, toBinary(api.CreateTaskRequestSchema, create(api.CreateTaskRequestSchema, { id: 'x', rootfs: [{ type: 'overlay' }] })));
+}
+
 async function main(argv: string[]): Promise<number> {
   let f: ShimFlags;
   try { f = parseFlags(argv); } catch (err) {
     process.stderr.write(`${NAME}: ${(err as Error).message}\n${USAGE}`);
     return 2;
   }
-  if (f.help) { process.stdout.write(USAGE); return 0; }
+  if (f.help) {
+    process.stdout.write(USAGE);
+    // The build runs `--help` once to make the V8 code cache of the bundle: have it compile the
+    // daemon's code too (protobuf descriptors, the service), which every shim start then reuses.
+    if (process.env.KEEL_WRITE_CODE_CACHE) await warmUp();
+    return 0;
+  }
   if (f.version) {
     process.stdout.write(`${NAME}:\n  Version:  ${VERSION}\n  Revision: ${typeof __KEEL_COMMIT__ === 'string' ? __KEEL_COMMIT__ : 'unknown'}\n  Node.js:  ${process.version}\n`);
     return 0;
