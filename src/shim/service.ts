@@ -16,6 +16,7 @@ import { Code, TtrpcError, type Method, type Services } from './ttrpc.js';
 import { openProcessIO, type ProcessIO, type StdioPaths } from './io.js';
 import { packAny, type Publisher } from './events.js';
 import { toMetrics, type RuntimeStats } from './metrics.js';
+import { DELETE_RESPONSE_FILE } from './flags.js';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
 
@@ -355,7 +356,10 @@ export class TaskService {
     if (c.rootfsMounted) await runtime.unmountRootfs(join(c.bundle, 'rootfs'));
     this.containers.delete(r.id);
     this.publish('/tasks/delete', ev.TaskDeleteSchema, { containerId: r.id, id: r.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) });
-    return create(api.DeleteResponseSchema, { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) });
+    const res = create(api.DeleteResponseSchema, { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) });
+    // containerd runs `containerd-shim-keel-v2 delete` next and waits for it: its answer is ready.
+    try { writeFileSync(join(c.bundle, DELETE_RESPONSE_FILE), toBinary(api.DeleteResponseSchema, res)); } catch { /* bundle gone */ }
+    return res;
   }
 }
 

@@ -18,7 +18,7 @@ function sleep(ms: number) { return new Promise((r) => setTimeout(r, ms)); }
 
 /** Pids of the keel shims serving this test's namespace (started for container `id`). */
 function shimPids(id = ''): number[] {
-  const out = spawnSync('pgrep', ['-f', `containerd-shim-keel-v2 -namespace ${cd.ns} -id ${id}`], { encoding: 'utf8' }).stdout;
+  const out = spawnSync('pgrep', ['-f', `containerd-shim-keel-v2-daemon -namespace ${cd.ns} -id ${id}`], { encoding: 'utf8' }).stdout;
   return out.split('\n').filter(Boolean).map(Number);
 }
 
