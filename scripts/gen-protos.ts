@@ -1,7 +1,7 @@
 // Generates src/shim/generated/: TypeScript message types and descriptors (@bufbuild/protobuf,
 // protoc-gen-es) from the protocol buffers vendored under spec/containerd-api (the shim's task
 // service, events, mounts), spec/containerd-cgroups (metrics) and spec/ttrpc (ttrpc's request and
-// response), compiled by buf. Never edit the output.
+// response) and spec/cri-api (Kubernetes' CRI, for the tests), compiled by buf. Never edit the output.
 // `--check` regenerates into a temporary directory and exits 1 if any generated file differs.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, existsSync, mkdirSync, cpSync } from 'node:fs';
@@ -12,7 +12,7 @@ const root = new URL('..', import.meta.url).pathname;
 export const outDir = join(root, 'src/shim/generated');
 
 /** Each vendored module: a directory whose files import one another relative to it. */
-const modules = ['spec/containerd-api', 'spec/containerd-cgroups', 'spec/ttrpc'];
+const modules = ['spec/containerd-api', 'spec/containerd-cgroups', 'spec/ttrpc', 'spec/cri-api'];
 
 function files(dir: string): string[] {
   const out: string[] = [];

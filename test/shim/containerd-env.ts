@@ -9,6 +9,8 @@ import { baseSkip, describe, env, makeBusyboxLayout, repo, run, tempDir, which }
 export const SHIM = join(repo, 'dist/containerd-shim-keel-v2');
 export const KEEL_RUNTIME = 'io.containerd.keel.v2';
 export const IMAGE = 'localhost/keel-test/busybox:bb';
+/** The same busybox, running `sleep` (a pod's sandbox container). */
+export const PAUSE_IMAGE = 'localhost/keel-test/busybox:pause';
 
 /** Why containerd cannot be driven here, or false. */
 export function containerdSkip(): string | false {
@@ -17,6 +19,8 @@ export function containerdSkip(): string | false {
 }
 
 export class Containerd {
+  /** With `cri`, containerd's CRI plugin is on, with runtime handler `keel` and the pause image below. */
+  constructor(private readonly opts: { cri?: boolean } = {}) {}
   readonly dir = tempDir('keel-shim-containerd-');
   readonly sock = join(this.dir, 'containerd.sock');
   /** A namespace of this run only: containerd names task cgroups /<namespace>/<id>. */
@@ -30,11 +34,22 @@ export class Containerd {
       'version = 2',
       `root = "${join(this.dir, 'root')}"`,
       `state = "${join(this.dir, 'state')}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]',
+      `disabled_plugins = [${this.opts.cri ? '' : '"io.containerd.grpc.v1.cri", '}"io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]`,
       '[grpc]', `  address = "${this.sock}"`,
       '[ttrpc]', `  address = "${this.sock}.ttrpc"`,
       '[debug]', '  address = ""', '  level = "debug"',
       '[metrics]', '  address = ""',
+      ...(this.opts.cri ? [
+        '[plugins."io.containerd.grpc.v1.cri"]', `  sandbox_image = "${PAUSE_IMAGE}"`,
+        '  stream_server_address = "127.0.0.1"', '  stream_server_port = "0"',
+        // No lower OOM scores than containerd's own (the pause container's -998): lowering one
+        // needs CAP_SYS_RESOURCE, which the machines these tests run on do not give root.
+        '  restrict_oom_score_adj = true',
+        '  [plugins."io.containerd.grpc.v1.cri".containerd]', '    default_runtime_name = "keel"',
+        '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.keel]', `      runtime_type = "${KEEL_RUNTIME}"`,
+        // No CNI: the tests' pods use the host's network.
+        '  [plugins."io.containerd.grpc.v1.cri".cni]', `    bin_dir = "${join(this.dir, 'cni-bin')}"`, `    conf_dir = "${join(this.dir, 'cni-conf')}"`,
+      ] : []),
       '',
     ].join('\n'));
     const log = openSync(join(this.dir, 'containerd.log'), 'a');
@@ -66,26 +81,37 @@ export class Containerd {
   /** The bundle directory containerd made for task `id`. */
   bundle(id: string): string { return join(this.dir, 'state/io.containerd.runtime.v2.task', this.ns, id); }
 
-  /** Builds the busybox image with keel's layer library and imports it as IMAGE. */
-  async importImage(): Promise<void> {
-    await makeBusyboxLayout(join(this.dir, 'layout'), 'bb');
-    const { OciLayout, exportArchive } = await import('../../src/layers/index.js');
+  /** Builds the busybox images with keel's layer library and imports them (IMAGE, PAUSE_IMAGE) into `namespace`. */
+  async importImage(namespace = this.ns): Promise<void> {
+    const layoutDir = join(this.dir, 'layout');
+    await makeBusyboxLayout(layoutDir, 'bb');
+    const { OciLayout, exportArchive, readImage, writeImage, newImageConfig } = await import('../../src/layers/index.js');
+    const layout = await OciLayout.open(layoutDir);
+    const bb = await readImage(layout, 'bb');
+    await writeImage(layout, {
+      config: newImageConfig({ config: { Cmd: ['sleep', '2147483647'], Env: bb.config.config?.Env } }),
+      layers: bb.manifest.layers.map((descriptor, i) => ({ descriptor, diffID: bb.config.rootfs.diff_ids[i]! })),
+      tag: 'pause',
+    });
     const archive = join(this.dir, 'image.tar');
     const out = createWriteStream(archive);
-    await exportArchive(await OciLayout.open(join(this.dir, 'layout')), out, { tags: ['bb'] });
+    await exportArchive(layout, out, { tags: ['bb', 'pause'] });
     await new Promise<void>((res, rej) => out.end((err?: Error | null) => (err ? rej(err) : res())));
-    const imp = this.ctr(['image', 'import', '--base-name', 'localhost/keel-test/busybox', archive]);
+    const imp = run('ctr', ['--address', this.sock, '--namespace', namespace, 'image', 'import', '--base-name', 'localhost/keel-test/busybox', archive], { env: this.env });
     if (imp.status !== 0) throw new Error(describe(imp, 'ctr image import'));
   }
 
   /** Kills and deletes every task and container left, stops containerd and removes everything. */
   async cleanup(): Promise<void> {
     if (this.daemon && this.daemon.exitCode === null) {
-      for (const id of this.ctr(['task', 'ls', '-q']).stdout.split('\n').filter(Boolean)) {
-        this.ctr(['task', 'kill', '--signal', 'SIGKILL', id]);
-        this.ctr(['task', 'delete', '--force', id]);
+      for (const ns of this.opts.cri ? [this.ns, 'k8s.io'] : [this.ns]) {
+        const ctr = (args: string[]) => run('ctr', ['--address', this.sock, '--namespace', ns, ...args], { env: this.env });
+        for (const id of ctr(['task', 'ls', '-q']).stdout.split('\n').filter(Boolean)) {
+          ctr(['task', 'kill', '--signal', 'SIGKILL', id]);
+          ctr(['task', 'delete', '--force', id]);
+        }
+        for (const id of ctr(['container', 'ls', '-q']).stdout.split('\n').filter(Boolean)) ctr(['container', 'delete', id]);
       }
-      for (const id of this.ctr(['container', 'ls', '-q']).stdout.split('\n').filter(Boolean)) this.ctr(['container', 'delete', id]);
       await this.stop();
     }
     for (const h of existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup') : []) {
@@ -93,7 +119,9 @@ export class Containerd {
       for (const d of found) { try { rmdirSync(d); } catch { /* not empty: a task was left behind */ } }
     }
     rmSync(join('/run/containerd/keel', this.ns), { recursive: true, force: true });
-    run('umount', ['-R', join(this.dir, 'root')], { stdio: 'ignore' });
+    // Whatever containerd left mounted under its directories (snapshots, a pod's shm), deepest first.
+    const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(`${this.dir}/`));
+    for (const p of points.reverse()) run('umount', ['-l', p], { stdio: 'ignore' });
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
