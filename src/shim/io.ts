@@ -66,13 +66,15 @@ export async function openProcessIO(paths: StdioPaths, name: string, log: (m: st
           // The pty master: read what the process prints, write what it is sent. The process's
           // stdout and stderr are the one terminal, so stderr is not used.
           const fromPty = new tty.ReadStream(master);
-          fromPty.on('error', () => undefined); // EIO once the last slave fd is closed
           if (paths.stdout) {
             const out = fifoSocket(openOutput(paths.stdout), false);
             out.on('error', (e) => log(`${name} stdout: ${e.message}`));
             fromPty.pipe(out);
+            // EIO once the last slave fd is closed: the output is over, containerd's reader gets EOF.
+            fromPty.on('error', () => out.end());
             streams.push(out);
           } else {
+            fromPty.on('error', () => undefined);
             fromPty.resume();
           }
           streams.push(fromPty as unknown as Socket);
