@@ -57,7 +57,7 @@ before(async () => {
 
 after(async () => { if (!skip) await cd.cleanup(); });
 
-test('ctr run --rm: the task prints through containerd\'s fifos and its exit code comes back', { skip }, (t) => {
+test('ctr run --rm: the task prints through containerd\'s fifos and its exit code comes back', { skip }, async (t) => {
   if (startSkip) return t.skip(startSkip);
   const r = cd.ctr(['run', '--rm', ...R, IMAGE, 'rm1', 'sh', '-c', 'echo out; echo err >&2; exit 3']);
   assert.equal(r.status, 3, describe(r, 'ctr run'));
@@ -65,7 +65,7 @@ test('ctr run --rm: the task prints through containerd\'s fifos and its exit cod
   assert.equal(r.stderr.replace(/^time=.*\n/gm, ''), 'err\n');
   const in1 = cd.ctr(['run', '--rm', ...R, IMAGE, 'rm3', 'sh', '-c', 'read line; echo "got $line"'], { input: 'hello\n' });
   assert.equal(in1.stdout, 'got hello\n', describe(in1, 'ctr run with stdin'));
-  assert.deepEqual(shimPids(), [], 'the shims are gone once their tasks are deleted');
+  await until('the shims to exit once their tasks are deleted', () => shimPids().length === 0);
   assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(cd.dir + '/state'), false, 'no rootfs mount is left');
 });
 
@@ -110,13 +110,15 @@ test('a detached task: exec, ps, pause, resume, metrics, kill, delete', { skip }
   assert.equal(del.status, 0, describe(del, 'ctr task delete'));
   assert.match(del.stderr, /exit code 137/);
   assert.equal(cd.ctr(['container', 'delete', 'd1']).status, 0);
-  assert.deepEqual(shimPids(), []);
+  await until('the shim to exit', () => shimPids().length === 0);
 });
 
 test('a terminal: ctr run -t gets a pty whose size follows ctr\'s terminal', { skip: skip || (!which('script') && 'script (util-linux) not installed') }, (t) => {
   if (startSkip) return t.skip(startSkip);
   // script(1) gives ctr a terminal of 91x27; the task sees its pty resized to that.
-  const cmd = `stty cols 91 rows 27; ctr --address ${cd.sock} --namespace ${cd.ns} run -t --rm --runtime ${KEEL_RUNTIME} ${IMAGE} tty1 sh -c 'sleep 0.5; stty size; tty; exit 5'`;
+  // (ctr resizes the pty just after the task starts: the task waits for it.)
+  const task = 'for i in $(seq 100); do [ "$(stty size 2>/dev/null)" = "27 91" ] && break; sleep 0.1; done; stty size; tty; exit 5';
+  const cmd = `stty cols 91 rows 27; ctr --address ${cd.sock} --namespace ${cd.ns} run -t --rm --runtime ${KEEL_RUNTIME} ${IMAGE} tty1 sh -c '${task}'`;
   const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { encoding: 'utf8', env: cd.env, timeout: 60_000, stdio: ['pipe', 'pipe', 'pipe'] });
   assert.equal(r.status, 5, describe(r, 'ctr run -t'));
   assert.match(r.stdout, /27 91\r*\n/);
