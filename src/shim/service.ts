@@ -3,7 +3,7 @@
 // start, exec, kill, pause, update and delete are calls of keel/runtime; the shim is the parent of
 // every process it makes and learns their exits on SIGCHLD; task events go to containerd as they
 // happen.
-import { readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { EmptySchema, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
@@ -12,13 +12,16 @@ import * as api from './generated/runtime/task/v2/shim_pb.js';
 import * as ev from './generated/events/task_pb.js';
 import { Status } from './generated/types/task/task_pb.js';
 import { MetricsSchema } from './generated/cgroup1/stats/metrics_pb.js';
+import { MetricsSchema as MetricsV2Schema } from './generated/cgroup2/stats/metrics_pb.js';
 import { Code, TtrpcError, type Method, type Services } from './ttrpc.js';
 import { openProcessIO, type ProcessIO, type StdioPaths } from './io.js';
 import { packAny, type Publisher } from './events.js';
-import { toMetrics, type RuntimeStats } from './metrics.js';
+import { toMetrics, toMetricsV2, type RuntimeStats } from './metrics.js';
 import { DELETE_RESPONSE_FILE } from './flags.js';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
+
+let unifiedHost: boolean | undefined;
 
 interface Proc {
   containerId: string;
@@ -333,6 +336,8 @@ export class TaskService {
   private async stats(r: api.StatsRequest): Promise<api.StatsResponse> {
     this.container(r.id);
     const stats = (await runtime.stats(this.ctx, r.id)) as unknown as RuntimeStats;
+    // A pure cgroup v2 host has cgroup.controllers at the root of /sys/fs/cgroup.
+    if (unifiedHost ??= existsSync('/sys/fs/cgroup/cgroup.controllers')) return create(api.StatsResponseSchema, { stats: packAny(MetricsV2Schema, toMetricsV2(stats)) });
     return create(api.StatsResponseSchema, { stats: packAny(MetricsSchema, toMetrics(stats)) });
   }
 
