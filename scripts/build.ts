@@ -71,6 +71,8 @@ try { commit = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: r
 const clis: { in: string; out: string; format: 'cjs' | 'esm' }[] = [
   { in: 'src/cli/keel.ts', out: 'keel', format: 'cjs' },
   { in: 'src/cli/keel-build.ts', out: 'keel-build', format: 'cjs' },
+  { in: 'src/shim/main.ts', out: 'containerd-shim-keel-v2', format: 'cjs' },
+  { in: 'src/shim/daemon.ts', out: 'containerd-shim-keel-v2-daemon', format: 'cjs' },
   { in: 'conformance/cli.ts', out: 'keel-conformance', format: 'esm' },
 ];
 

@@ -8,6 +8,11 @@
  *   remove(ctx, id, { force })     `delete`
  *   run(ctx, id, { ...create, detach, keep }) → exit code
  *   list(ctx)                      every container under ctx.root
+ *   exec(ctx, id, { args | process, stdio, consoleSocket, detach, pidFile })
+ *
+ * For programs that keep containers in-process (containerd's shim): watchExit(pid) (exit statuses
+ * of the inits and exec'd processes this process created), consoleReceiver(path) (a console
+ * socket receiving the pty master), resizeConsole, mountRootfs/unmountRootfs (an engine's mounts).
  *
  * `ctx` is `{ root: '/run/keel' }` (runc's --root). Containers are made by a native clone
  * trampoline (native/) running a syscall program compiled from config.json (init-program.ts).
@@ -22,3 +27,5 @@ export { features } from './features.js';
 export type { FeaturesOptions } from './features.js';
 export { exec } from './exec.js';
 export type { ExecOptions } from './exec.js';
+export { watchExit, openPipe, consoleReceiver, resizeConsole, mountRootfs, unmountRootfs } from './host.js';
+export type { ProcessExit, ConsoleReceiver, HostMount } from './host.js';
