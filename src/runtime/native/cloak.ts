@@ -24,7 +24,7 @@ import { syscalls, PR, O } from '../linux/constants.js';
 export const CLOAK_NAME = 'keel init';
 
 const SIGKILL = 9;
-const PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14;
+const PR_SET_NAME = 15, PR_SET_MM = 35, PR_SET_MM_MAP = 14, PR_SET_MM_EXE_FILE = 13;
 const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2, MFD_EXEC = 0x10;
 const F_ADD_SEALS = 1033;
 const F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
@@ -40,6 +40,7 @@ interface CloakInfo {
 }
 
 let info: CloakInfo | undefined;
+let cloaks = 0;
 
 function fail(what: string, errno: number): never {
   const c = libc();
@@ -138,6 +139,14 @@ export function compileCloak(p: Program): void {
   p.setU32(map + 96n, 0); // auxv_size: keep the saved auxv
   p.setU32(map + 100n, exeFd);
   p.sys(S.brk, [0], { what: 'read the program break', store: map + 40n });
-  p.sys(S.prctl, [PR_SET_MM, PR_SET_MM_MAP, map, 104, 0], { what: "replace the runtime's executable, command line and environment (prctl PR_SET_MM_MAP)" });
+  // Kernels built without CONFIG_CHECKPOINT_RESTORE lack PR_SET_MM_MAP (EINVAL): the exe alone
+  // is replaced there, which needs CAP_SYS_RESOURCE.
+  const n = cloaks++;
+  p.sys(S.prctl, [PR_SET_MM, PR_SET_MM_MAP, map, 104, 0], {
+    what: "replace the runtime's executable, command line and environment (prctl PR_SET_MM_MAP)", tolerate: EINVAL, onError: `cloak-exe-${n}`, onOk: `cloak-done-${n}`,
+  });
+  p.label(`cloak-exe-${n}`);
+  p.sys(S.prctl, [PR_SET_MM, PR_SET_MM_EXE_FILE, exeFd, 0, 0], { what: "replace the runtime's executable (prctl PR_SET_MM_EXE_FILE)" });
+  p.label(`cloak-done-${n}`);
   p.sys(S.prctl, [PR_SET_NAME, name, 0, 0, 0], { what: 'prctl(PR_SET_NAME)' });
 }
