@@ -91,7 +91,8 @@ const common: BuildOptions = {
   bundle: true,
   platform: 'node',
   target: 'node20',
-  external: ['koffi', 'zstd-napi'],
+  // Native addons, and dbus-next (only the systemd cgroup driver loads it), come from node_modules.
+  external: ['koffi', 'zstd-napi', 'dbus-next'],
   plugins: [leanClipanion],
   minifyWhitespace: true,
   minifySyntax: true,

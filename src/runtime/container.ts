@@ -218,7 +218,16 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     };
     st.save(rec);
 
-    const child = cloneProgram(init.program, init.cloneFlags, lifted?.e ?? errW);
+    // The cgroup is recorded before it is made: a create killed while making it leaves nothing
+    // that `delete --force` cannot find. On pure cgroup v2 it is made before the clone and the init
+    // is born in it (CLONE_INTO_CGROUP); elsewhere the init is moved in after the clone.
+    const { cgroupRecord, placeInCgroup, prepareBornCgroup, cgroupOf } = await import('./resources.js');
+    rec.cgroup = cgroupRecord(config, id, { systemd: !!ctx.systemdCgroup });
+    st.save(rec);
+    placed = () => cgroupOf(rec);
+    const born = prepareBornCgroup(config, id, rec.cgroup);
+    const clone = (cgroupFd?: number) => cloneProgram(init.program, init.cloneFlags, lifted?.e ?? errW, { cgroupFd });
+    const child = born ? born.clone(clone) : clone();
     pid = child.pid;
     rec.pid = pid;
     rec.pidStartTime = procStat(pid)?.startTime ?? '';
@@ -232,13 +241,7 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
 
     // Parent-side set-up while the child waits: cgroup, id mappings, oom score.
     const linux = config.linux ?? {};
-    const { cgroupRecord, placeInCgroup, cgroupOf } = await import('./resources.js');
-    // The cgroup is recorded before it is made: a create killed while making it leaves nothing
-    // that `delete --force` cannot find.
-    rec.cgroup = cgroupRecord(config, id, { systemd: !!ctx.systemdCgroup });
-    st.save(rec);
-    placed = () => cgroupOf(rec);
-    placeInCgroup(config, id, pid, rec.cgroup);
+    if (!born) await placeInCgroup(config, id, pid, rec.cgroup);
     if (init.userns) {
       const map = (m: { containerID: number; hostID: number; size: number }[] | undefined) => (m ?? []).map((x) => `${x.containerID} ${x.hostID} ${x.size}\n`).join('');
       if (!linux.uidMappings?.length || !linux.gidMappings?.length) throw new KeelError('config.json: /linux/uidMappings: a user namespace needs uidMappings and gidMappings');

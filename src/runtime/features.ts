@@ -157,9 +157,8 @@ export async function features(opts: FeaturesOptions = {}): Promise<Features> {
       cgroup: {
         v1: true,
         v2: true,
-        // --systemd-cgroup only names the cgroup as systemd would ("slice:prefix:name"); keel does
-        // not ask systemd for a scope over D-Bus, so it does not offer the systemd driver.
-        systemd: false,
+        // --systemd-cgroup: a transient scope of the system manager over D-Bus (not a user manager's).
+        systemd: true,
         systemdUser: false,
         rdma: true,
       },
@@ -171,7 +170,7 @@ export async function features(opts: FeaturesOptions = {}): Promise<Features> {
         knownFlags: known as never,
         supportedFlags: supported as never,
       },
-      apparmor: { enabled: false },
+      apparmor: { enabled: true },
       selinux: { enabled: false },
       intelRdt: { enabled: false },
       mountExtensions: { idmap: { enabled: false } },

@@ -11,6 +11,7 @@ import { syscalls, CLONE, NAMESPACES, O, MS, AT_FDCWD, MNT_DETACH, PR, PR_CAP_AM
 import { secureJoin, pathPrefixes } from './paths.js';
 import { parseMountOptions, propagationFlag } from './mount-options.js';
 import { capabilityMask, lastCap } from './capabilities.js';
+import { compileApparmorExec } from './security/apparmor.js';
 import type { compileSeccomp as CompileSeccomp } from './seccomp/index.js';
 import { compileCloak, compileParentBond } from './native/cloak.js';
 import { compileFork } from './nsjoin.js';
@@ -497,6 +498,8 @@ export function compileProcess(p: Program, proc: Process & { args: string[] }, l
   const exePath = p.cell();
   compileLookPath(p, proc.args[0]!, env, exePath);
 
+  // AppArmor takes effect at execve; set before the wait for `start`, so a failure is still reported.
+  if (proc.apparmorProfile) compileApparmorExec(p, proc.apparmorProfile);
   opts.beforeExec?.();
   // 11. Signals back to defaults, nothing blocked, then exec.
   const sigset = p.alloc(8);

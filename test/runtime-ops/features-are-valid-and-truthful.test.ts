@@ -40,7 +40,8 @@ test('features prints a document valid against features-schema.json, indented as
   assert.ok(version.includes(`commit: ${doc.annotations['org.keel.commit']}\n`), version);
   assert.equal(doc.annotations['org.keel.checkpoint.enabled'], 'false', 'keel has no checkpoint command');
   for (const k of Object.keys(doc.annotations)) assert.match(k, /^org\.keel\./);
-  for (const off of ['apparmor', 'selinux', 'intelRdt']) assert.deepEqual(doc.linux[off], { enabled: false });
+  for (const off of ['selinux', 'intelRdt']) assert.deepEqual(doc.linux[off], { enabled: false });
+  assert.deepEqual(doc.linux.apparmor, { enabled: true }, 'process.apparmorProfile is applied (where the kernel runs AppArmor)');
 });
 
 test('every listed mount option is a flag, propagation or bind in keel\'s parser, and mounts in a container', { skip: built }, () => {

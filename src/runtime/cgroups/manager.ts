@@ -1,7 +1,7 @@
 // The cgroup manager: creates a container's cgroup in every hierarchy, moves processes into it, sets
 // OCI linux.resources, freezes, kills, reports statistics and OOM kills, and removes it.
 import { existsSync, mkdirSync, openSync, closeSync, readdirSync, readFileSync, rmdirSync, watch, type FSWatcher } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { KeelError } from '../../util/errors.js';
 import type { Linux } from '../../spec/index.js';
 import { detectCgroupLayout, readProcCgroups, type CgroupLayout } from './layout.js';
@@ -44,6 +44,8 @@ export class CgroupManager {
   readonly layout: CgroupLayout;
   readonly paths: CgroupPaths;
   private readonly rootless: boolean;
+  /** The systemd driver: the cgroup is a transient unit, stopped on destroy. */
+  private readonly systemd: boolean;
   /** Hierarchies (by directory) that could not be created or joined in rootless mode. */
   private readonly skipped = new Set<string>();
 
@@ -51,6 +53,7 @@ export class CgroupManager {
     if (!opts.containerId) throw new KeelError('a cgroup needs a container ID');
     this.layout = opts.layout ?? detectCgroupLayout();
     this.rootless = opts.rootless ?? false;
+    this.systemd = opts.systemd ?? false;
     if (this.layout.mode === 'v2' && !this.layout.unified) throw new KeelError('no cgroup hierarchy is mounted on this host');
     this.paths = resolveCgroupPaths(this.layout, opts, opts.ownCgroups ?? readProcCgroups());
   }
@@ -596,6 +599,12 @@ export class CgroupManager {
     return undefined;
   }
 
+  /** The file that holds the freezer state (v1 freezer.state, v2 cgroup.freeze), if there is a freezer. */
+  freezerFile(): string | undefined {
+    const f = this.freezerDir();
+    return f && join(f.dir, f.version === 1 ? 'freezer.state' : 'cgroup.freeze');
+  }
+
   /** The freezer state, or undefined where there is no freezer. */
   freezerState(): FreezerState | undefined {
     const f = this.freezerDir();
@@ -799,6 +808,7 @@ export class CgroupManager {
    */
   async destroy(opts: { kill?: boolean } = {}): Promise<void> {
     if (opts.kill && this.exists()) await this.killAll('SIGKILL');
+    if (this.systemd) await (await import('./systemd.js')).stopScope(posix.basename(this.paths.inner));
     const failures: string[] = [];
     for (const dir of this.dirs()) {
       const err = await removeTree(dir);
