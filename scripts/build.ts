@@ -91,8 +91,8 @@ const common: BuildOptions = {
   bundle: true,
   platform: 'node',
   target: 'node20',
-  // Native addons, and dbus-next (only the systemd cgroup driver loads it), come from node_modules.
-  external: ['koffi', 'zstd-napi', 'dbus-next'],
+  // Native addons, and @particle/dbus-next (only the systemd cgroup driver loads it), come from node_modules.
+  external: ['koffi', 'zstd-napi', '@particle/dbus-next'],
   plugins: [leanClipanion],
   minifyWhitespace: true,
   minifySyntax: true,

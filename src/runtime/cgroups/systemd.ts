@@ -3,22 +3,22 @@
 // D-Bus with the init's pid in it and Delegate=yes; the limits systemd owns are given as unit
 // properties (MemoryMax, TasksMax, CPUWeight, ...), and keel then writes every resource to the
 // cgroup's files as with its own driver. delete stops the scope. D-Bus is spoken by dbus-next,
-// loaded only when this driver is used.
+// loaded only when this driver is used (a maintained fork of dbus-next without native parts).
 import { existsSync, readFileSync } from 'node:fs';
 import { posix } from 'node:path';
 import { KeelError } from '../../util/errors.js';
 import type { LinuxResources } from './manager.js';
 
-type DBus = typeof import('dbus-next');
+type DBus = typeof import('@particle/dbus-next');
 
 const DEST = 'org.freedesktop.systemd1';
 const PATH = '/org/freedesktop/systemd1';
 const IFACE = 'org.freedesktop.systemd1.Manager';
 
-async function withSystemBus<T>(what: string, fn: (bus: import('dbus-next').MessageBus, d: DBus) => Promise<T>): Promise<T> {
-  const mod = (await import('dbus-next')) as unknown as DBus & { default?: DBus };
+async function withSystemBus<T>(what: string, fn: (bus: import('@particle/dbus-next').MessageBus, d: DBus) => Promise<T>): Promise<T> {
+  const mod = (await import('@particle/dbus-next')) as unknown as DBus & { default?: DBus };
   const dbus: DBus = typeof mod.systemBus === 'function' ? mod : mod.default!;
-  let bus: import('dbus-next').MessageBus | undefined;
+  let bus: import('@particle/dbus-next').MessageBus | undefined;
   try {
     bus = dbus.systemBus();
     // dbus-next reports connection failures as 'error' events; without a listener they would crash.
@@ -31,7 +31,7 @@ async function withSystemBus<T>(what: string, fn: (bus: import('dbus-next').Mess
   }
 }
 
-async function call(bus: import('dbus-next').MessageBus, d: DBus, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
+async function call(bus: import('@particle/dbus-next').MessageBus, d: DBus, member: string, signature: string, body: unknown[]): Promise<unknown[]> {
   const reply = await bus.call(new d.Message({ destination: DEST, path: PATH, interface: IFACE, member, signature, body }));
   return (reply?.body ?? []) as unknown[];
 }
