@@ -28,14 +28,17 @@
  * Applying layers (rootfs snapshots):
  *   await applyLayerBlob(store, layerDescriptor, targetDir, { expectedDiffID })
  *   await applyLayer(targetDir, anyTarStream)    // gzip/zstd/plain detected from the bytes
- *   Hostile archives are refused with a KeelError naming the entry; see apply.ts for the rules.
+ *   Paths resolve as if targetDir were / (symlinks followed but never out of it; `parentSymlinks:
+ *   'refuse'` refuses them instead); hostile archives are refused with a KeelError naming the
+ *   entry; size (`maxSize`, default free space less a margin) and entry count are capped while
+ *   streaming. See apply.ts for the rules.
  *
  * Images:
  *   const written = await writeImage(store, { config: newImageConfig({ config: { Cmd: [...] } }),
  *                                             layers: [layerResult, ...], tag: 'latest' })
  *   const img = await readImage(store, 'latest')   // { manifest, config, manifestDescriptor, ... }
  *   await listImages(store) / copyImage(srcStore, ref, dstStore, tag)   (e.g. FROM another layout)
- *   await unpackImage(layoutDir, tag, bundleDir)   // rootfs/ + config.json, like `umoci unpack`
+ *   await unpackImage(layoutDir, tag, bundleDir, { maxUnpackedSize })   // rootfs/ + config.json, like `umoci unpack`
  *   await exportArchive(store, writable, { tags }) / importArchive(tarChunks, store)
  *
  * Low level: TarWriter / readTar (tar codec with PAX and xattrs), createCompressor /
@@ -47,7 +50,7 @@ export { writeLayer, writeLayerToStream } from './layer.js';
 export type { LayerWriteOptions, LayerResult, ChangeSource } from './layer.js';
 export { changesFromUpper, changesFromTree, changesFromDiff, sourceDateEpochFromEnv, WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from './diff.js';
 export type { LayerChange, WalkOptions } from './diff.js';
-export { applyLayer, applyLayerBlob, hasCapMknod } from './apply.js';
+export { applyLayer, applyLayerBlob, hasCapMknod, defaultUnpackLimit, parseSize, formatSize, MAX_PATH, MAX_NAME, DEFAULT_MAX_ENTRIES } from './apply.js';
 export type { ApplyOptions, ApplyResult } from './apply.js';
 export { writeImage, readImage, listImages, newImageConfig, copyImage } from './image.js';
 export type { ImageLayer, ImageWriteInput, WrittenImage, ReadImage, ImageSummary } from './image.js';
