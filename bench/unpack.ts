@@ -4,8 +4,8 @@
 //
 //   node --import tsx bench/unpack.ts [TREE] [--runs N]      (default TREE: /usr/share)
 //
-// KEEL_LAYERS=/path/to/src/layers/index.ts measures another checkout's layers library (how the
-// "before" numbers of bench/unpack.md were taken). Runs of the tools alternate so that each sees
+// KEEL_BASELINE=/path/to/src/layers/index.ts adds the unpackImage of another checkout as one more
+// case, run interleaved with the others (how the "before" column of bench/unpack.md was taken). Runs of the tools alternate so that each sees
 // the same page-cache writeback pressure; the median of N runs is reported as wall time, MB/s of
 // compressed layer, MB/s of tar and entries/s.
 import * as fs from 'node:fs';
@@ -18,8 +18,8 @@ const args = process.argv.slice(2);
 const runsAt = args.indexOf('--runs');
 const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : 3;
 const tree = args.find((a, i) => !a.startsWith('--') && (runsAt < 0 || i !== runsAt + 1)) ?? '/usr/share';
-const lib = process.env.KEEL_LAYERS ? pathToFileURL(resolve(process.env.KEEL_LAYERS)).href : '../src/layers/index.js';
-const L = await import(lib) as typeof import('../src/layers/index.js');
+const L = await import('../src/layers/index.js');
+const baseline = process.env.KEEL_BASELINE ? await import(pathToFileURL(resolve(process.env.KEEL_BASELINE)).href) as typeof L : undefined;
 const work = fs.mkdtempSync(join(tmpdir(), 'keel-bench-unpack-'));
 process.on('exit', () => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -39,6 +39,7 @@ const fresh = () => { fs.rmSync(bundle, { recursive: true, force: true }); sh('s
 const cases: [string, () => Promise<unknown> | unknown][] = [
   ['keel unpackImage (digest + diff_id verified)', () => L.unpackImage(layoutDir, 'bench', bundle)],
 ];
+if (baseline) cases.push([`keel unpackImage, baseline ${process.env.KEEL_BASELINE}`, () => baseline.unpackImage(layoutDir, 'bench', bundle)]);
 if (has('umoci')) cases.push(['umoci unpack', () => sh(`umoci unpack --image '${layoutDir}:bench' '${bundle}'`)]);
 cases.push(['GNU tar -xzf (same blob, no verification)', () => { fs.mkdirSync(join(bundle, 'rootfs'), { recursive: true }); sh(`tar -C '${bundle}/rootfs' --numeric-owner -xpzf '${store.blobPath(layer.descriptor.digest)}'`); }]);
 
@@ -52,7 +53,7 @@ for (let i = 0; i < runs; i++) {
   }
 }
 fresh();
-console.log(`tree: ${tree} — ${layer.entries} entries, layer ${blobMB.toFixed(0)} MB gzip, ${tarMB.toFixed(0)} MB tar; median of ${runs} runs; ${cpus().length} CPUs; layers library ${lib}\n`);
+console.log(`tree: ${tree} — ${layer.entries} entries, layer ${blobMB.toFixed(0)} MB gzip, ${tarMB.toFixed(0)} MB tar; median of ${runs} runs; ${cpus().length} CPUs\n`);
 console.log('| case | time | layer MB/s | tar MB/s | entries/s |');
 console.log('|---|---:|---:|---:|---:|');
 for (const [j, [name]] of cases.entries()) {
