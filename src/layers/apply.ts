@@ -460,9 +460,33 @@ class Applier {
 
   // ───────────── entries ─────────────
 
+  /** Names of the image's users and groups (its /etc/passwd and /etc/group), read once when an ACL needs them. */
+  private ids: { user: Map<string, number>; group: Map<string, number> } | undefined;
+
+  /** The entry's ACLs (text in the archive) as the xattrs the kernel takes, added to its xattrs. */
+  private async aclXattrs(h: TarHeader, entry: string): Promise<Record<string, Buffer> | undefined> {
+    const { aclNames, encodeAcl } = await import('./acl.js');
+    const out = { ...h.xattrs };
+    for (const [kind, text] of Object.entries(h.acls ?? {})) {
+      if (!text) continue;
+      if (aclNames(text) && !this.ids) {
+        const { readFileInRoot, parsePasswd, parseGroup } = await import('./user.js');
+        this.ids = {
+          user: new Map(parsePasswd((await readFileInRoot(this.root, 'etc/passwd')) ?? '').map((u) => [u.name, u.uid])),
+          group: new Map(parseGroup((await readFileInRoot(this.root, 'etc/group')) ?? '').map((g) => [g.name, g.gid])),
+        };
+      }
+      const value = encodeAcl(text, (k, name) => this.ids?.[k].get(name));
+      if (typeof value === 'string') this.warn(`${this.what}: ${entry}: ${kind} ACL not restored (${value})`);
+      else out[`system.posix_acl_${kind}`] = value;
+    }
+    return out;
+  }
+
   async entry(e: TarEntry): Promise<void> {
     this.closeRetired();
     const h = e.header;
+    if (h.acls && this.xattrs) h.xattrs = await this.aclXattrs(h, e.rawPath);
     const cleaned = this.clean(e.rawPath, e.rawPath);
     const slash = cleaned.lastIndexOf('/');
     const base = slash < 0 ? cleaned : cleaned.slice(slash + 1);

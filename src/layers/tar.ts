@@ -33,6 +33,8 @@ export interface TarHeader {
   devminor?: number;
   /** Extended attributes, name → raw value. */
   xattrs?: Record<string, Buffer>;
+  /** POSIX ACLs in text form, as GNU tar and star archive them (SCHILY.acl.access, SCHILY.acl.default). */
+  acls?: { access?: string; default?: string };
 }
 
 /** What a reader sees: the header as the archive wrote its name (before any normalisation). */
@@ -422,6 +424,7 @@ interface PaxValues {
   uname?: string;
   gname?: string;
   xattrs?: Record<string, Buffer>;
+  acls?: { access?: string; default?: string };
   /** GNU sparse records: format major (1 for 1.0), real size, name, and the map (0.0 pairs or 0.1 list). */
   sparseMajor?: number;
   sparseRealSize?: number;
@@ -478,7 +481,9 @@ function applyPax(p: PaxValues, key: string, value: Buffer, where: string): void
     case 'uname': p.uname = value.toString('utf8'); return;
     case 'gname': p.gname = value.toString('utf8'); return;
   }
-  if (key.startsWith('SCHILY.xattr.')) {
+  if (key === 'SCHILY.acl.access' || key === 'SCHILY.acl.default') {
+    p.acls = { ...p.acls, [key === 'SCHILY.acl.access' ? 'access' : 'default']: value.toString('utf8') };
+  } else if (key.startsWith('SCHILY.xattr.')) {
     (p.xattrs ??= {})[key.slice('SCHILY.xattr.'.length)] = Buffer.from(value);
   } else if (key.startsWith('LIBARCHIVE.xattr.')) {
     const name = decodeURIComponent(key.slice('LIBARCHIVE.xattr.'.length));
@@ -698,6 +703,7 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
       header.devminor = parseNumeric(block, 337, 8, 'devminor', where);
     }
     if (pax.xattrs && Object.keys(pax.xattrs).length) header.xattrs = pax.xattrs;
+    if (pax.acls) header.acls = pax.acls;
 
     let taken = false;
     async function* body(): AsyncGenerator<Buffer> {
