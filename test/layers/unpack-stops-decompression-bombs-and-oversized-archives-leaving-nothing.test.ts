@@ -97,3 +97,14 @@ test('a layer with more entries than maxEntries, or larger than maxSize, is refu
   const ok = await applyLayer(join(dir, 'size'), chunks(rawTar(entries)), { maxSize: 100_000, maxEntries: 11 });
   assert.equal(ok.entries, 11);
 });
+
+test('keel-build build --max-unpacked-size holds a base image\'s layers to the same cap', async () => {
+  const layoutDir = await layoutWith('layout-build', bombLayer(100 << 20));
+  const ctx = join(dir, 'ctx');
+  fs.mkdirSync(ctx);
+  fs.writeFileSync(join(ctx, 'Dockerfile'), `FROM oci-layout://${layoutDir}:bomb\nRUN true\n`);
+  const r = keelBuild(['build', '--store', join(dir, 'store'), '-q', '--max-unpacked-size', '32M', ctx]);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /layer sha256:[0-9a-f]{12}: unpacked size exceeds the limit of 32 MiB \(--max-unpacked-size\)/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+});
