@@ -39,7 +39,8 @@
  *   const img = await readImage(store, 'latest')   // { manifest, config, manifestDescriptor, ... }
  *   await listImages(store) / copyImage(srcStore, ref, dstStore, tag)   (e.g. FROM another layout)
  *   await unpackImage(layoutDir, tag, bundleDir, { maxUnpackedSize })   // rootfs/ + config.json, like `umoci unpack`
- *   await exportArchive(store, writable, { tags }) / importArchive(tarChunks, store)
+ *   await exportArchive(store, writable, { tags }) / importArchive(tarChunks, store, { tag })
+ *     (importArchive reads OCI archives and docker-archives: `docker save`, `podman save`)
  *
  * Low level: TarWriter / readTar (tar codec with PAX and xattrs), createCompressor /
  * decompress, Hasher / sha256 / parseDigest, MediaType constants.
@@ -59,7 +60,7 @@ export type { UnpackOptions, UnpackResult, RuntimeSpecOptions } from './unpack.j
 export { resolveUser, readFileInRoot } from './user.js';
 export type { ResolvedUser } from './user.js';
 export { exportArchive, importArchive } from './archive.js';
-export type { ExportOptions } from './archive.js';
+export type { ExportOptions, ImportOptions } from './archive.js';
 export { TarWriter, readTar, encodeHeader } from './tar.js';
 export type { TarHeader, TarEntry, EntryType, ChunkSink } from './tar.js';
 export { MediaType, layerMediaType, compressionOfMediaType, detectCompression, createCompressor, createDecompressor, decompress, DEFAULT_LEVEL } from './compression.js';

@@ -124,6 +124,14 @@ export async function unpackImage(layoutDir: string, ref: string | undefined, bu
     await fsp.mkdir(bundle, { recursive: true, mode: 0o700 });
     await fsp.mkdir(rootfs, { mode: 0o755 });
     const layers = image.manifest.layers;
+    for (const [i, layer] of layers.entries()) {
+      const digest = parseDigest(layer.digest, `layer ${i + 1}`);
+      if (await layout.has(digest)) continue;
+      if (layer.urls?.length || /nondistributable|foreign/.test(layer.mediaType)) {
+        throw new KeelError(`layer ${i + 1}/${layers.length} (${digest.slice(0, 19)}) is a non-distributable (foreign) layer that ${layoutDir} does not hold; its content is at ${layer.urls?.join(', ') || 'no URL given'}, which keel does not download`);
+      }
+      throw new KeelError(`layer ${i + 1}/${layers.length} (${digest.slice(0, 19)}) is missing from ${layoutDir}`);
+    }
     const maxSize = opts.maxUnpackedSize ?? defaultUnpackLimit(rootfs);
     let unpacked = 0;
     for (const [i, layer] of layers.entries()) {
