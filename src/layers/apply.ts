@@ -85,6 +85,8 @@ export interface ApplyResult {
 export const MAX_PATH = 4096;
 export const MAX_NAME = 255;
 export const DEFAULT_MAX_ENTRIES = 1 << 22;
+/** What the names of one layer's entries may add up to: the applier remembers each name it creates. */
+export const MAX_NAME_BYTES = 256 << 20;
 
 const CAP_MKNOD = 27;
 
@@ -153,6 +155,8 @@ class Applier {
   private readonly dirTimes: [string, bigint][] = [];
   /** Times of existing directories whose children this layer changes, to put back: a layer changes only what it lists. */
   private readonly keptTimes = new Map<string, [bigint, bigint]>();
+  /** Bytes of names remembered so far (bounded by MAX_NAME_BYTES). */
+  private nameBytes = 0;
   readonly warnings: string[] = [];
   private readonly owners: boolean;
   private readonly devices: 'create' | 'skip' | 'refuse';
@@ -525,6 +529,8 @@ class Applier {
     this.keepTimesOf(parent.fd, parent.real);
     const rel = Applier.child(parent, base);
     const at = this.at;
+    this.nameBytes += rel.length;
+    if (this.nameBytes > MAX_NAME_BYTES) throw new KeelError(`${this.what}: the names of its entries add up to more than ${formatSize(MAX_NAME_BYTES)}`);
     this.created.add(rel);
 
     switch (h.type) {
