@@ -1,7 +1,7 @@
 /**
  * Applying layers to a directory, safely, whatever the archive says.
  *
- * Entry names are cleaned: absolute names other than "/" itself, and `..`, are refused. Every
+ * Entry names are cleaned: absolute names other than "/" itself, and `..` leaving the root, are refused. Every
  * path is then resolved as if the target directory were `/` (Docker's, containerd's and umoci's
  * behaviour): a symlink met on the way is followed, but absolute targets and `..` stop at the
  * target, so a merged-/usr base (`lib -> usr/lib`) works and nothing is ever written outside.
@@ -209,7 +209,11 @@ class Applier {
     this.opts.onWarning?.(msg);
   }
 
-  /** Cleans an archive path into a relative path of components; refuses absolute paths, '..' and oversized names. */
+  /**
+   * Cleans an archive path into a relative path of components, lexically as Go's filepath.Clean
+   * (so `a/../b` is `b`, as containerd and Docker take it); refuses absolute paths, a `..` that
+   * would leave the root, and oversized names.
+   */
   clean(raw: string, entry: string, what = 'path'): string {
     if (raw.includes('\0')) this.fail(entry, `${what} contains a NUL byte`);
     if (Buffer.byteLength(raw) >= MAX_PATH) this.fail(entry, `${what} is longer than ${MAX_PATH - 1} bytes`);
@@ -218,7 +222,11 @@ class Applier {
     const out: string[] = [];
     for (const part of raw.split('/')) {
       if (part === '' || part === '.') continue;
-      if (part === '..') this.fail(entry, `${what} with '..' refused`);
+      if (part === '..') {
+        if (out.length === 0) this.fail(entry, `${what} with '..' refused (it leaves the root)`);
+        out.pop();
+        continue;
+      }
       if (Buffer.byteLength(part) > MAX_NAME) this.fail(entry, `${what} has a component longer than ${MAX_NAME} bytes`);
       out.push(part);
     }

@@ -147,6 +147,16 @@ for (const resolver of resolvers) {
   });
 }
 
+test('a `..` that stays inside the root is resolved lexically, as containerd and Docker do; one that leaves it is refused', async () => {
+  const r = await attempt([[dir('a/'), file('a/../b', 'lexical'), dir('c/d/'), file('c/d/../../e', 'two up'), hardlink('h', 'c/../b')]]);
+  assert.equal(r.error, undefined);
+  assert.equal(fs.readFileSync(join(r.target, 'b'), 'utf8'), 'lexical');
+  assert.equal(fs.readFileSync(join(r.target, 'e'), 'utf8'), 'two up');
+  assert.equal(fs.statSync(join(r.target, 'h')).ino, fs.statSync(join(r.target, 'b')).ino);
+  const out = await attempt([[dir('a/'), file('a/../../escaped')]]);
+  assert.match(out.error!, /path with '\.\.' refused \(it leaves the root\)/);
+});
+
 test('a file entry over a symlink planted earlier replaces the symlink instead of writing through it', async () => {
   const r = await attempt([[symlink('f', `${outside}/secret`), symlink('rel', '../outside/secret')], [file('f'), file('rel')]]);
   assert.equal(r.error, undefined);
