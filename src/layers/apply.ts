@@ -246,6 +246,15 @@ class Applier {
     this.retired = [];
   }
 
+  /** openat2 of a directory beneath the root (O_PATH): a descriptor, or -errno. */
+  private openat2(rel: string, resolve: number): number {
+    try {
+      return this.sys.openat2(this.rootfd, rel, this.O.O_PATH | fs.constants.O_DIRECTORY | this.O.O_CLOEXEC, 0, resolve);
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).errno ?? -osConstants.errno.EIO;
+    }
+  }
+
   /** The real path (relative to the root) of a directory descriptor, from /proc. */
   private realOf(fd: number, entry: string): string | undefined {
     if (!this.proc) return undefined;
@@ -271,22 +280,22 @@ class Applier {
     let d: Dir | undefined;
     if (this.useOpenat2) {
       const O = this.O;
-      const resolve = this.inRoot ? O.RESOLVE_IN_ROOT | O.RESOLVE_NO_MAGICLINKS : O.RESOLVE_BENEATH | O.RESOLVE_NO_SYMLINKS | O.RESOLVE_NO_MAGICLINKS;
-      let fd = -1;
-      let errno = 0;
-      try {
-        fd = this.sys.openat2(this.rootfd, rel, O.O_PATH | fs.constants.O_DIRECTORY | this.O.O_CLOEXEC, 0, resolve);
-      } catch (err) {
-        errno = -((err as NodeJS.ErrnoException).errno ?? 0);
+      // Most paths have no symlink: resolved without one, the real path is the path itself. Only
+      // when one is met (ELOOP) is the path resolved in the root and its real path asked of /proc.
+      const plain = O.RESOLVE_BENEATH | O.RESOLVE_NO_SYMLINKS | O.RESOLVE_NO_MAGICLINKS;
+      let fd = this.openat2(rel, plain);
+      let real: string | undefined = rel;
+      if (fd === -ELOOP && this.inRoot) {
+        fd = this.openat2(rel, O.RESOLVE_IN_ROOT | O.RESOLVE_NO_MAGICLINKS);
+        real = fd >= 0 ? this.realOf(fd, entry) : undefined;
       }
       if (fd >= 0) {
-        const real = this.inRoot ? this.realOf(fd, entry) : rel;
         if (real === undefined) fs.closeSync(fd);
         else d = { fd, real, setgid: (fs.fstatSync(fd).mode & 0o2000) !== 0 };
-      } else if (errno === ENOENT && !create) {
+      } else if (fd === -ENOENT && !create) {
         return undefined;
-      } else if (errno !== ENOENT && errno !== ENOTDIR && errno !== ELOOP && errno !== EEXIST && errno !== osConstants.errno.EAGAIN && errno !== osConstants.errno.EXDEV) {
-        throw new KeelError(`${this.what}: ${JSON.stringify(entry)}: cannot resolve ${JSON.stringify(rel)}: ${this.O.errnoError('openat2', rel, errno).code}`);
+      } else if (![ENOENT, ENOTDIR, ELOOP, EEXIST, osConstants.errno.EAGAIN, osConstants.errno.EXDEV].includes(-fd)) {
+        throw new KeelError(`${this.what}: ${JSON.stringify(entry)}: cannot resolve ${JSON.stringify(rel)}: ${this.O.errnoError('openat2', rel, -fd).code}`);
       }
     }
     d ??= this.walk(rel, entry, create);
@@ -674,14 +683,38 @@ class Applier {
   /** Directory times last: creating children changed them. */
   finish(): void {
     this.closeRetired();
-    const fromLayer = new Set(this.dirTimes.map(([rel]) => rel));
-    for (const [rel, [atime, mtime]] of this.keptTimes) {
-      if (!fromLayer.has(rel)) this.setDirTimes(rel, atime, mtime);
+    // Directories still cached are where they were resolved (any removal on the way retired them).
+    for (const d of this.cache.values()) this.parents.set(d.real, d.fd);
+    try {
+      const fromLayer = new Set(this.dirTimes.map(([rel]) => rel));
+      for (const [rel, [atime, mtime]] of this.keptTimes) {
+        if (!fromLayer.has(rel)) this.setDirTimes(rel, atime, mtime);
+      }
+      for (let i = this.dirTimes.length - 1; i >= 0; i--) {
+        const [rel, mtime] = this.dirTimes[i]!;
+        this.setDirTimes(rel, mtime, mtime);
+      }
+    } finally {
+      if (this.lastParent) fs.closeSync(this.lastParent[1]);
+      this.lastParent = undefined;
+      this.parents.clear();
     }
-    for (let i = this.dirTimes.length - 1; i >= 0; i--) {
-      const [rel, mtime] = this.dirTimes[i]!;
-      this.setDirTimes(rel, mtime, mtime);
+  }
+
+  /** finish(): cached directories by real path, and the last other parent opened (siblings come together). */
+  private readonly parents = new Map<string, number>();
+  private lastParent: [string, number] | undefined;
+
+  private parentFd(rel: string): number {
+    const cached = this.parents.get(rel);
+    if (cached !== undefined) return cached;
+    if (this.lastParent?.[0] === rel) return this.lastParent[1];
+    const fd = this.openReal(rel);
+    if (fd >= 0) {
+      if (this.lastParent) fs.closeSync(this.lastParent[1]);
+      this.lastParent = [rel, fd];
     }
+    return fd;
   }
 
   /**
@@ -696,29 +729,16 @@ class Applier {
     const slash = rel.lastIndexOf('/');
     const parent = slash < 0 ? '' : rel.slice(0, slash);
     const name = rel.slice(slash + 1);
-    let fd = this.rootfd;
-    if (parent) {
-      fd = this.openReal(parent);
-      if (fd < 0) return;
-    }
-    try {
-      const st = this.at.statat(fd, name, this.O.AT_SYMLINK_NOFOLLOW);
-      if (typeof st !== 'number' && (st.mode & S_IFMT) === S_IFDIR) this.at.utimensat(fd, name, atime, mtime, this.O.AT_SYMLINK_NOFOLLOW);
-    } finally {
-      if (fd !== this.rootfd) fs.closeSync(fd);
-    }
+    const fd = parent ? this.parentFd(parent) : this.rootfd;
+    if (fd < 0) return;
+    const st = this.at.statat(fd, name, this.O.AT_SYMLINK_NOFOLLOW);
+    if (typeof st !== 'number' && (st.mode & S_IFMT) === S_IFDIR) this.at.utimensat(fd, name, atime, mtime, this.O.AT_SYMLINK_NOFOLLOW);
   }
 
   /** Opens a real (symlink-free) directory path beneath the root, or -1 when it no longer is one. */
   private openReal(rel: string): number {
     const O = this.O;
-    if (this.useOpenat2) {
-      try {
-        return this.sys.openat2(this.rootfd, rel, O.O_PATH | fs.constants.O_DIRECTORY | this.O.O_CLOEXEC, 0, O.RESOLVE_BENEATH | O.RESOLVE_NO_SYMLINKS | O.RESOLVE_NO_MAGICLINKS);
-      } catch {
-        return -1;
-      }
-    }
+    if (this.useOpenat2) return this.openat2(rel, O.RESOLVE_BENEATH | O.RESOLVE_NO_SYMLINKS | O.RESOLVE_NO_MAGICLINKS);
     let fd = this.rootfd;
     for (const comp of rel.split('/')) {
       const next = this.at.openat(fd, comp, O.O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW | this.O.O_CLOEXEC, 0);
