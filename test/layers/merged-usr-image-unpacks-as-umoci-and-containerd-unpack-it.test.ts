@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { OciLayout, writeImage, newImageConfig, unpackImage, exportArchive, sha256, MediaType } from '../../src/layers/index.js';
-import { tempDir, which, rawTar, snapshot, diffSnapshots, type RawEntry } from './helpers.js';
+import { tempDir, which, rawTar, snapshot, diffSnapshots, repoRoot, type RawEntry } from './helpers.js';
 
 const dir = tempDir('merged-usr');
 const layoutDir = join(dir, 'layout');
@@ -101,9 +101,11 @@ test('keel follows the merged-/usr symlinks inside the rootfs: files land under 
   assert.equal(fs.statSync(join(root, 'usr/lib64/hard-extra')).ino, fs.statSync(join(root, 'usr/lib64/extra2')).ino);
 });
 
-test('keel refuses the same image with --no-follow-symlinks (parentSymlinks: refuse), leaving no bundle', async () => {
+test('keel-build unpack --no-follow-symlinks refuses the same image in one line, leaving no bundle', async () => {
   const bundle = join(dir, 'keel-refuse');
-  await assert.rejects(unpackImage(layoutDir, TAG, bundle, { apply: { parentSymlinks: 'refuse' } }), /layer 2\/3 .*refusing to write through symlink "lib"/);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/keel-build.ts'), 'unpack', '--no-follow-symlinks', `${layoutDir}:${TAG}`, bundle], { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^[^\n]*layer 2\/3 \(sha256:[0-9a-f]{12}\): "lib\/x86_64-linux-gnu\/": refusing to write through symlink "lib"\n$/);
   assert.ok(!fs.existsSync(bundle));
 });
 
