@@ -78,6 +78,8 @@ export interface BuildOptions {
   sourceDateEpoch?: number;
   /** Registry access (pulls and pushes). */
   registry?: RegistryAccess;
+  /** The most one layer of a base image may unpack to (default: the store's free space less a margin). */
+  maxUnpackedSize?: number;
 }
 
 export interface RegistryAccess {
@@ -1328,7 +1330,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const workDir = await store.newWorkDir();
   const ignore = await df.loadDockerignore(contextDir, opts.dockerfile);
   const ctx = new BuildContext(contextDir, ignore, store);
-  const snaps = new Snapshots(store, workDir);
+  const snaps = new Snapshots(store, workDir, opts.maxUnpackedSize);
   const resolver: ImageResolver = {};
   if (!opts.registry?.offline) {
     resolver.pull = async (ref, p) => {

@@ -36,6 +36,8 @@ const ACCEPT_MANIFEST = [
   'application/vnd.docker.distribution.manifest.list.v2+json',
 ].join(', ');
 
+const MAX_MANIFEST = 4 << 20;
+
 function isLoopback(host: string): boolean {
   const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
   return h === 'localhost' || h === '::1' || /^127\./.test(h);
@@ -196,8 +198,16 @@ export class RegistryClient {
       throw new KeelError(`registry ${this.registry}: ${this.repository}:${ref}: manifest unknown (no such image)`);
     }
     if (r.status !== 200) return this.fail(r, `manifest ${this.repository}:${ref}`);
+    // 4 MiB, as containerd and the distribution registry cap manifests: refused while reading.
+    const tooLarge = () => new KeelError(`registry ${this.registry}: manifest ${this.repository}:${ref} is larger than ${MAX_MANIFEST} bytes`);
+    if (Number(r.headers['content-length'] ?? 0) > MAX_MANIFEST) { r.res.destroy(); throw tooLarge(); }
     const chunks: Buffer[] = [];
-    for await (const c of r.res) chunks.push(c as Buffer);
+    let got = 0;
+    for await (const c of r.res) {
+      got += (c as Buffer).length;
+      if (got > MAX_MANIFEST) { r.res.destroy(); throw tooLarge(); }
+      chunks.push(c as Buffer);
+    }
     const bytes = Buffer.concat(chunks);
     const { sha256 } = await import('../layers/index.js');
     const digest = sha256(bytes);

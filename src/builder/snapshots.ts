@@ -41,7 +41,7 @@ export class Snapshots {
   /** Snapshots placed by this build whose layer is still being written (usable as lowers already). */
   readonly pending = new Set<string>();
 
-  constructor(private readonly store: BuildStore, private readonly workDir: string) {}
+  constructor(private readonly store: BuildStore, private readonly workDir: string, private readonly maxUnpackedSize?: number) {}
 
   /** A fresh directory under the build's work directory. */
   tempDir(prefix: string): string {
@@ -94,6 +94,7 @@ export class Snapshots {
     try {
       await applyLayerBlob(layout, { digest: parseDigest(blob.digest), size: blob.size }, merged, {
         expectedDiffID: diffID, parentSymlinks: 'in-root', what: `layer ${diffID.slice(0, 19)}`,
+        ...(this.maxUnpackedSize === undefined ? {} : { maxSize: this.maxUnpackedSize }),
       });
     } finally {
       unmount(merged);

@@ -28,15 +28,19 @@
  * Applying layers (rootfs snapshots):
  *   await applyLayerBlob(store, layerDescriptor, targetDir, { expectedDiffID })
  *   await applyLayer(targetDir, anyTarStream)    // gzip/zstd/plain detected from the bytes
- *   Hostile archives are refused with a KeelError naming the entry; see apply.ts for the rules.
+ *   Paths resolve as if targetDir were / (symlinks followed but never out of it; `parentSymlinks:
+ *   'refuse'` refuses them instead); hostile archives are refused with a KeelError naming the
+ *   entry; size (`maxSize`, default free space less a margin) and entry count are capped while
+ *   streaming. See apply.ts for the rules.
  *
  * Images:
  *   const written = await writeImage(store, { config: newImageConfig({ config: { Cmd: [...] } }),
  *                                             layers: [layerResult, ...], tag: 'latest' })
  *   const img = await readImage(store, 'latest')   // { manifest, config, manifestDescriptor, ... }
  *   await listImages(store) / copyImage(srcStore, ref, dstStore, tag)   (e.g. FROM another layout)
- *   await unpackImage(layoutDir, tag, bundleDir)   // rootfs/ + config.json, like `umoci unpack`
- *   await exportArchive(store, writable, { tags }) / importArchive(tarChunks, store)
+ *   await unpackImage(layoutDir, tag, bundleDir, { maxUnpackedSize })   // rootfs/ + config.json, like `umoci unpack`
+ *   await exportArchive(store, writable, { tags }) / importArchive(tarChunks, store, { tag })
+ *     (importArchive reads OCI archives and docker-archives: `docker save`, `podman save`)
  *
  * Low level: TarWriter / readTar (tar codec with PAX and xattrs), createCompressor /
  * decompress, Hasher / sha256 / parseDigest, MediaType constants.
@@ -47,7 +51,7 @@ export { writeLayer, writeLayerToStream } from './layer.js';
 export type { LayerWriteOptions, LayerResult, ChangeSource } from './layer.js';
 export { changesFromUpper, changesFromTree, changesFromDiff, sourceDateEpochFromEnv, WHITEOUT_PREFIX, OPAQUE_WHITEOUT } from './diff.js';
 export type { LayerChange, WalkOptions } from './diff.js';
-export { applyLayer, applyLayerBlob, hasCapMknod } from './apply.js';
+export { applyLayer, applyLayerBlob, hasCapMknod, defaultUnpackLimit, parseSize, formatSize, MAX_PATH, MAX_NAME, DEFAULT_MAX_ENTRIES } from './apply.js';
 export type { ApplyOptions, ApplyResult } from './apply.js';
 export { writeImage, readImage, listImages, newImageConfig, copyImage } from './image.js';
 export type { ImageLayer, ImageWriteInput, WrittenImage, ReadImage, ImageSummary } from './image.js';
@@ -56,7 +60,7 @@ export type { UnpackOptions, UnpackResult, RuntimeSpecOptions } from './unpack.j
 export { resolveUser, readFileInRoot } from './user.js';
 export type { ResolvedUser } from './user.js';
 export { exportArchive, importArchive } from './archive.js';
-export type { ExportOptions } from './archive.js';
+export type { ExportOptions, ImportOptions } from './archive.js';
 export { TarWriter, readTar, encodeHeader } from './tar.js';
 export type { TarHeader, TarEntry, EntryType, ChunkSink } from './tar.js';
 export { MediaType, layerMediaType, compressionOfMediaType, detectCompression, createCompressor, createDecompressor, decompress, DEFAULT_LEVEL } from './compression.js';

@@ -305,8 +305,15 @@ export class OciLayout {
       }
     }
     const w = await this.blobWriter();
+    let total = 0;
     try {
       for await (const chunk of source) {
+        total += chunk.length;
+        // A source longer than its descriptor says (a hostile registry, a corrupt archive) is
+        // cut off here rather than stored whole and refused at the end.
+        if (expected?.size !== undefined && total > expected.size) {
+          throw new KeelError(`${what}: more than the ${expected.size} bytes its descriptor says`);
+        }
         if (!w.write(chunk)) await new Promise<void>((resolve, reject) => {
           const onErr = (e: Error) => { w.off('drain', onDrain); reject(e); };
           const onDrain = () => { w.off('error', onErr); resolve(); };

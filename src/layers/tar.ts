@@ -33,6 +33,8 @@ export interface TarHeader {
   devminor?: number;
   /** Extended attributes, name → raw value. */
   xattrs?: Record<string, Buffer>;
+  /** POSIX ACLs in text form, as GNU tar and star archive them (SCHILY.acl.access, SCHILY.acl.default). */
+  acls?: { access?: string; default?: string };
 }
 
 /** What a reader sees: the header as the archive wrote its name (before any normalisation). */
@@ -42,8 +44,16 @@ export interface TarEntry {
   rawPath: string;
   /** Raw hardlink/symlink target as in the archive. */
   rawLinkname: string;
-  /** The data, as chunks that stay valid after the next read; consumed at most once. */
+  /**
+   * The data, as chunks that stay valid after the next read; consumed at most once. For a sparse
+   * file, the data of its segments one after the other.
+   */
   body(): AsyncGenerator<Buffer>;
+  /**
+   * A sparse file (GNU old format, PAX 0.0, 0.1, 1.0): its segments as [offset, length], in
+   * order; `header.size` is then the file's full size and the body holds only the segments.
+   */
+  sparse?: [number, number][];
 }
 
 const BLOCK = 512;
@@ -414,7 +424,12 @@ interface PaxValues {
   uname?: string;
   gname?: string;
   xattrs?: Record<string, Buffer>;
-  sparse?: boolean;
+  acls?: { access?: string; default?: string };
+  /** GNU sparse records: format major (1 for 1.0), real size, name, and the map (0.0 pairs or 0.1 list). */
+  sparseMajor?: number;
+  sparseRealSize?: number;
+  sparseName?: string;
+  sparseMap?: number[];
 }
 
 /** Parses PAX records ("LEN KEY=VALUE\n"), byte-exact so binary xattr values survive. */
@@ -466,28 +481,106 @@ function applyPax(p: PaxValues, key: string, value: Buffer, where: string): void
     case 'uname': p.uname = value.toString('utf8'); return;
     case 'gname': p.gname = value.toString('utf8'); return;
   }
-  if (key.startsWith('SCHILY.xattr.')) {
+  if (key === 'SCHILY.acl.access' || key === 'SCHILY.acl.default') {
+    p.acls = { ...p.acls, [key === 'SCHILY.acl.access' ? 'access' : 'default']: value.toString('utf8') };
+  } else if (key.startsWith('SCHILY.xattr.')) {
     (p.xattrs ??= {})[key.slice('SCHILY.xattr.'.length)] = Buffer.from(value);
   } else if (key.startsWith('LIBARCHIVE.xattr.')) {
     const name = decodeURIComponent(key.slice('LIBARCHIVE.xattr.'.length));
     (p.xattrs ??= {})[name] = Buffer.from(value.toString('latin1'), 'base64');
   } else if (key.startsWith('GNU.sparse.')) {
-    p.sparse = true;
+    const k = key.slice('GNU.sparse.'.length);
+    const num = () => {
+      const n = paxNumber(value, key, where);
+      if (!Number.isSafeInteger(n) || n < 0) throw new KeelError(`tar: ${where}: invalid PAX ${key}`);
+      return n;
+    };
+    if (k === 'major') p.sparseMajor = num();
+    else if (k === 'size' || k === 'realsize') p.sparseRealSize = num();
+    else if (k === 'name') p.sparseName = value.toString('utf8');
+    else if (k === 'offset' || k === 'numbytes') {
+      // 0.0: offset/numbytes records alternate, in order.
+      const map = (p.sparseMap ??= []);
+      if ((k === 'offset') !== (map.length % 2 === 0)) throw new KeelError(`tar: ${where}: GNU.sparse.${k} out of order`);
+      if (map.length >= 2 * MAX_SPARSE) throw new KeelError(`tar: ${where}: more than ${MAX_SPARSE} sparse segments`);
+      map.push(num());
+    } else if (k === 'map') {
+      const parts = value.toString('latin1').split(',');
+      if (parts.length > 2 * MAX_SPARSE) throw new KeelError(`tar: ${where}: more than ${MAX_SPARSE} sparse segments`);
+      p.sparseMap = parts.map((x) => {
+        if (!/^\d+$/.test(x)) throw new KeelError(`tar: ${where}: invalid GNU.sparse.map`);
+        return Number(x);
+      });
+    }
   }
 }
 
 const TYPES_BY_FLAG: Record<number, EntryType> = {
-  0x00: 'file', 0x30: 'file', 0x37: 'file', 0x31: 'hardlink', 0x32: 'symlink', 0x33: 'chardev',
+  0x00: 'file', 0x30: 'file', 0x37: 'file', 0x53: 'file', 0x31: 'hardlink', 0x32: 'symlink', 0x33: 'chardev',
   0x34: 'blockdev', 0x35: 'dir', 0x36: 'fifo',
 };
 
 /** Limits on metadata a reader accepts, so a hostile archive cannot make it allocate without bound. */
 const MAX_META = 16 << 20;
+const MAX_SPARSE = 1 << 20;
+
+/** Checks a sparse map (flat offset/length list) against the file's size and the data stored. */
+function sparseSegments(flat: number[], realSize: number, stored: number, where: string): [number, number][] {
+  if (flat.length % 2 !== 0) throw new KeelError(`tar: ${where}: sparse map has an odd number of values`);
+  const segs: [number, number][] = [];
+  let end = 0;
+  let total = 0;
+  for (let i = 0; i < flat.length; i += 2) {
+    const off = flat[i]!;
+    const len = flat[i + 1]!;
+    if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len) || off < end || off + len > realSize) {
+      throw new KeelError(`tar: ${where}: invalid sparse map (segments must be in order, inside the file's ${realSize} bytes)`);
+    }
+    end = off + len;
+    total += len;
+    if (len > 0) segs.push([off, len]);
+  }
+  if (total !== stored) throw new KeelError(`tar: ${where}: sparse map describes ${total} bytes but ${stored} are stored`);
+  return segs;
+}
+
+/** Reads a PAX 1.0 sparse map from the start of an entry's data: the values and the bytes it took. */
+async function readSparseMap(src: ByteSource, stored: number, where: string): Promise<{ map: number[]; bytes: number }> {
+  const values: number[] = [];
+  let want = -1;
+  let digits = '';
+  let bytes = 0;
+  while (want < 0 || values.length < want) {
+    if (bytes + BLOCK > stored) throw new KeelError(`tar: ${where}: sparse map runs past the data`);
+    const b = await src.read(BLOCK);
+    if (b.length < BLOCK) throw new KeelError(`tar: truncated archive at ${where}`);
+    bytes += BLOCK;
+    for (let i = 0; i < BLOCK && (want < 0 || values.length < want); i++) {
+      const c = b[i]!;
+      if (c === 0x0a) {
+        if (digits === '') throw new KeelError(`tar: ${where}: malformed sparse map`);
+        const n = Number(digits);
+        digits = '';
+        if (want < 0) {
+          if (n > MAX_SPARSE) throw new KeelError(`tar: ${where}: more than ${MAX_SPARSE} sparse segments`);
+          want = 2 * n;
+        } else {
+          values.push(n);
+        }
+      } else if (c >= 0x30 && c <= 0x39 && digits.length < 20) {
+        digits += String.fromCharCode(c);
+      } else {
+        throw new KeelError(`tar: ${where}: malformed sparse map`);
+      }
+    }
+  }
+  return { map: values, bytes };
+}
 
 /**
  * Reads a tar stream entry by entry. Each entry's body must be read (or left alone: it is skipped)
- * before asking for the next entry. Refuses what it cannot represent faithfully (sparse files,
- * unknown entry types) rather than guess. With `drain`, reads the input to its end after the
+ * before asking for the next entry. Refuses what it cannot represent faithfully (unknown entry
+ * types) rather than guess. With `drain`, reads the input to its end after the
  * end-of-archive blocks so that whoever hashes the input sees all of it.
  */
 export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?: boolean } = {}): AsyncGenerator<TarEntry> {
@@ -547,11 +640,52 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
     if (type === undefined) {
       throw new KeelError(`tar: ${rawPath}: unsupported entry type ${JSON.stringify(String.fromCharCode(flag))}`);
     }
-    if (pax.sparse || flag === 0x53) throw new KeelError(`tar: ${rawPath}: sparse files are not supported`);
     const dataSize = pax.size ?? rawSize;
-    const size = type === 'file' ? dataSize : 0;
+    // Bytes of data stored after the header (only regular files have any: other types' size
+    // fields are ignored, as Go's reader does), then what of it is the file's content.
+    const stored = type === 'file' ? dataSize : 0;
+    let left = stored;
+    let size = stored;
+    let sparse: [number, number][] | undefined;
+    let path = rawPath;
+    if (flag === 0x53) {
+      // GNU old sparse: four map entries in the header, more in extension blocks.
+      const flat: number[] = [];
+      const take = (b: Buffer, off: number, n: number) => {
+        for (let i = 0; i < n; i++) {
+          const o = off + i * 24;
+          if (b[o] === 0) return;
+          if (flat.length >= 2 * MAX_SPARSE) throw new KeelError(`tar: ${where}: more than ${MAX_SPARSE} sparse segments`);
+          flat.push(parseNumeric(b, o, 12, 'sparse offset', where), parseNumeric(b, o + 12, 12, 'sparse length', where));
+        }
+      };
+      take(block, 386, 4);
+      let more = block[482] !== 0;
+      while (more) {
+        const ext = await src.read(BLOCK);
+        if (ext.length < BLOCK) throw new KeelError(`tar: truncated archive at ${where}`);
+        take(ext, 0, 21);
+        more = ext[504] !== 0;
+      }
+      size = parseNumeric(block, 483, 12, 'sparse real size', where);
+      sparse = sparseSegments(flat, size, stored, where);
+    } else if (type === 'file' && (pax.sparseMajor !== undefined || pax.sparseMap !== undefined)) {
+      if (pax.sparseName !== undefined) path = pax.sparseName;
+      if (pax.sparseRealSize === undefined) throw new KeelError(`tar: ${where}: sparse file without its real size`);
+      size = pax.sparseRealSize;
+      let flat = pax.sparseMap;
+      if (pax.sparseMajor === 1) {
+        // PAX 1.0: the map is at the start of the data, decimal numbers one a line, block-padded.
+        const read = await readSparseMap(src, stored, where);
+        flat = read.map;
+        left -= read.bytes;
+      } else if (pax.sparseMajor !== undefined && pax.sparseMajor !== 0) {
+        throw new KeelError(`tar: ${where}: unknown GNU sparse format ${pax.sparseMajor}`);
+      }
+      sparse = sparseSegments(flat ?? [], size, left, where);
+    }
     const header: TarHeader = {
-      path: rawPath.length > 1 ? rawPath.replace(/\/+$/, '') : rawPath,
+      path: path.length > 1 ? path.replace(/\/+$/, '') : path,
       type,
       mode: parseNumeric(block, 100, 8, 'mode', where) & 0o7777,
       uid: pax.uid ?? parseNumeric(block, 108, 8, 'uid', where),
@@ -569,9 +703,8 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
       header.devminor = parseNumeric(block, 337, 8, 'devminor', where);
     }
     if (pax.xattrs && Object.keys(pax.xattrs).length) header.xattrs = pax.xattrs;
+    if (pax.acls) header.acls = pax.acls;
 
-    // Only regular files carry data; other types' size fields are ignored, as Go's reader does.
-    let left = size;
     let taken = false;
     async function* body(): AsyncGenerator<Buffer> {
       if (taken) throw new Error(`tar: body of ${rawPath} read twice`);
@@ -583,13 +716,13 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, opts: { drain?
         yield chunk;
       }
     }
-    yield { header, rawPath, rawLinkname, body };
+    yield sparse ? { header, rawPath: path, rawLinkname, body, sparse } : { header, rawPath: path, rawLinkname, body };
     if (left > 0) {
       const skipped = await src.skip(left);
       if (skipped < left) throw new KeelError(`tar: truncated archive in ${rawPath}`);
       left = 0;
     }
-    const padding = (BLOCK - (size % BLOCK)) % BLOCK;
+    const padding = (BLOCK - (stored % BLOCK)) % BLOCK;
     if (padding && (await src.skip(padding)) < padding) throw new KeelError(`tar: truncated archive after ${rawPath}`);
   }
   if (pendingPax || longName !== undefined || longLink !== undefined) {

@@ -12,7 +12,7 @@ import type { Spec, ImageConfig, ImageManifest } from '../spec/index.js';
 import { defaultSpec } from '../runtime/spec-default.js';
 import { OciLayout, type ResolveOptions } from './store.js';
 import { readImage, type ReadImage } from './image.js';
-import { applyLayerBlob, type ApplyOptions } from './apply.js';
+import { applyLayerBlob, defaultUnpackLimit, type ApplyOptions } from './apply.js';
 import { resolveUser } from './user.js';
 import { parseDigest } from './digest.js';
 
@@ -77,7 +77,12 @@ export async function runtimeSpecFromImage(image: ImageConfig, rootfs: string, o
 
 export interface UnpackOptions extends ResolveOptions, RuntimeSpecOptions {
   /** Passed to the layer applier (devices, owners, xattrs, warnings). */
-  apply?: Omit<ApplyOptions, 'what'>;
+  apply?: Omit<ApplyOptions, 'what' | 'maxSize' | 'unpackedBefore'>;
+  /**
+   * Most bytes the image's layers may unpack to, all layers together (uncompressed tar size),
+   * checked while streaming. Default: the bundle's file system's free space less a margin.
+   */
+  maxUnpackedSize?: number;
   /** Called after each layer: index (0-based), count, digest. */
   onLayer?: (index: number, count: number, digest: string) => void;
 }
@@ -121,11 +126,24 @@ export async function unpackImage(layoutDir: string, ref: string | undefined, bu
     const layers = image.manifest.layers;
     for (const [i, layer] of layers.entries()) {
       const digest = parseDigest(layer.digest, `layer ${i + 1}`);
+      if (await layout.has(digest)) continue;
+      if (layer.urls?.length || /nondistributable|foreign/.test(layer.mediaType)) {
+        throw new KeelError(`layer ${i + 1}/${layers.length} (${digest.slice(0, 19)}) is a non-distributable (foreign) layer that ${layoutDir} does not hold; its content is at ${layer.urls?.join(', ') || 'no URL given'}, which keel does not download`);
+      }
+      throw new KeelError(`layer ${i + 1}/${layers.length} (${digest.slice(0, 19)}) is missing from ${layoutDir}`);
+    }
+    const maxSize = opts.maxUnpackedSize ?? defaultUnpackLimit(rootfs);
+    let unpacked = 0;
+    for (const [i, layer] of layers.entries()) {
+      const digest = parseDigest(layer.digest, `layer ${i + 1}`);
       const r = await applyLayerBlob(layout, { digest, size: layer.size }, rootfs, {
         ...opts.apply,
         what: `layer ${i + 1}/${layers.length} (${digest.slice(0, 19)})`,
         expectedDiffID: image.config.rootfs.diff_ids[i],
+        maxSize,
+        unpackedBefore: unpacked,
       });
+      unpacked += r.size;
       warnings.push(...r.warnings);
       opts.onLayer?.(i, layers.length, digest);
     }

@@ -21,7 +21,7 @@ test('put is idempotent and atomic: same content, one blob, no temporary files l
   assert.equal(a.digest, sha256('hello'));
   assert.deepEqual(blobFiles(store.root), [a.digest.slice(7)]);
   await assert.rejects(store.putBytes('other', { digest: sha256('not other') }), /does not match expected/);
-  await assert.rejects(store.putBytes('other', { size: 3 }), /expected 3 bytes, got 5/);
+  await assert.rejects(store.putBytes('other', { size: 3 }), /more than the 3 bytes its descriptor says/);
   assert.deepEqual(blobFiles(store.root), [a.digest.slice(7)], 'no blob and no temporary file after a refused put');
   // Creating a layout again keeps its index.
   await store.tag('t', { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: a.digest, size: a.size });

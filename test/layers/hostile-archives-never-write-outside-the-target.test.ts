@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { applyLayer } from '../../src/layers/index.js';
+import { applyLayer, type ApplyOptions } from '../../src/layers/index.js';
 import { loadFsSys } from '../../src/runtime/sys/fs.js';
 import { tempDir, snapshot, diffSnapshots, rawTar, rawPax, rawEntry, chunks, type RawEntry, which } from './helpers.js';
 
@@ -36,7 +36,7 @@ function listing(dir: string): string[] {
 type Layer = (RawEntry | Buffer)[];
 
 /** Applies layers in order to a fresh target; returns the error message of the first refused one. */
-async function attempt(layers: Layer[], opts: { devices?: 'create' | 'skip' | 'refuse'; parentSymlinks?: 'refuse' | 'in-root' } = {}): Promise<{ target: string; error?: string; refusedLayer?: number }> {
+async function attempt(layers: Layer[], opts: ApplyOptions = {}): Promise<{ target: string; error?: string; refusedLayer?: number }> {
   const target = join(base, `target-${++counter}`);
   const beforeOutside = await snapshot(outside);
   const beforeList = listing(base);
@@ -63,6 +63,8 @@ const dir = (name: string, extra: Partial<RawEntry> = {}): RawEntry => ({ name, 
 const symlink = (name: string, linkname: string): RawEntry => ({ name, type: '2', linkname, mode: 0o777 });
 const hardlink = (name: string, linkname: string): RawEntry => ({ name, type: '1', linkname });
 
+// Refused whatever the mode. The symlink cases further down are refused only with
+// parentSymlinks 'refuse'; by default they resolve inside the target (checked below).
 const refused: [string, Layer[], RegExp][] = [
   ['absolute path', [[file(`${outside}/secret`)]], /absolute path refused/],
   ['absolute path to /', [[file('/escaped')]], /absolute path refused/],
@@ -71,49 +73,88 @@ const refused: [string, Layer[], RegExp][] = [
   ['PAX path with ..', [[rawPax({ path: '../escaped' }), file('innocent')]], /'\.\.' refused/],
   ['PAX path absolute', [[rawPax({ path: '/tmp/escaped' }), file('innocent')]], /absolute path refused/],
   ['PAX path with a NUL byte', [[rawPax({ path: 'a\0/../../escaped' }), file('innocent')]], /NUL/],
-  ['GNU long name with ..', [[rawEntry({ name: '././@LongLink', type: 'L', data: `${'x/'.repeat(60)}../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../../escaped\0` }), file('short')]], /'\.\.' refused/],
-  ['write through a relative symlink planted in the same layer', [[symlink('link', '../outside'), file('link/secret')]], /refusing to write through symlink "link"/],
-  ['write through an absolute symlink planted in the same layer', [[symlink('link', outside), file('link/secret')]], /refusing to write through symlink "link"/],
-  ['directory created through a symlink', [[symlink('link', outside), dir('link/newdir/')]], /refusing to write through symlink/],
-  ['write through a symlink planted in a lower layer', [[symlink('link', outside)], [file('link/secret')]], /layer 2: .*refusing to write through symlink "link"/],
-  ['write through a symlink deeper in the path', [[dir('a/'), symlink('a/b', '../../outside'), file('a/b/dir/keep')]], /refusing to write through symlink "a\/b"/],
-  ['symlink loop', [[symlink('loop', 'loop'), file('loop/x')]], /refusing to write through symlink "loop"/],
+  ['GNU long name with ..', [[rawEntry({ name: '././@LongLink', type: 'L', data: `${'x/'.repeat(60)}${'../'.repeat(80)}escaped\0` }), file('short')]], /'\.\.' refused/],
   ['hardlink to a path with ..', [[hardlink('h', '../outside/secret')]], /hardlink target with '\.\.' refused/],
   ['hardlink to an absolute path outside (taken as inside the archive, where it does not exist)', [[hardlink('h', `${outside}/secret`)]], /does not exist/],
-  ['hardlink through a planted symlink', [[symlink('link', outside), hardlink('h', 'link/secret')]], /refusing to write through symlink "link"/],
-  ['hardlink created inside a symlinked directory', [[file('f'), symlink('link', outside), hardlink('link/h', 'f')]], /refusing to write through symlink "link"/],
   ['hardlink to a directory', [[dir('d/'), hardlink('h', 'd')]], /hardlink to directory/],
-  ['whiteout through a symlink planted in a lower layer', [[symlink('link', outside)], [file('link/.wh.secret', '')]], /refusing to write through symlink "link"/],
-  ['opaque whiteout through a symlink', [[symlink('link', outside)], [file('link/.wh..wh..opq', '')]], /refusing to write through symlink "link"/],
   ['whiteout of ..', [[dir('a/'), file('a/.wh...', '')]], /invalid whiteout/],
   ['whiteout as a directory', [[dir('.wh.x/')]], /whiteout must not be a directory/],
   ['the root replaced by a file', [[file('./', 'x')]], /root of a layer can only be a directory/],
   ['a device node when devices are refused', [[{ name: 'mem', type: '3', devmajor: 1, devminor: 1, mode: 0o600 }]], /device node refused/],
   ['a huge PAX header', [[rawEntry({ name: 'pax', type: 'x', size: 64 << 20, data: '' })]], /too large/],
   ['an entry type tar extractors do not know', [[{ name: 'v', type: 'V' }]], /unsupported entry type/],
+  ['a name longer than PATH_MAX', [[rawPax({ path: 'a/'.repeat(2100) + 'x' }), file('innocent')]], /longer than 4095 bytes/],
+  ['a component longer than NAME_MAX', [[rawPax({ path: 'n'.repeat(300) }), file('innocent')]], /component longer than 255 bytes/],
+  ['a symlink target longer than PATH_MAX', [[rawPax({ linkpath: 't'.repeat(5000) }), symlink('s', 'x')]], /symlink target is longer/],
+  ['a symlink loop on the way', [[symlink('loop1', 'loop2'), symlink('loop2', 'loop1'), file('loop1/x')]], /too many levels of symlinks|refusing to write through symlink/],
+  ['a file on the way', [[file('f'), file('f/x')]], /"f" is not a directory/],
+  ['a file on the way through a symlink', [[file('f'), symlink('s', '/f'), file('s/x')]], /"f" is not a directory|refusing to write through symlink/],
 ];
 
-for (const [name, layers, expected] of refused) {
-  test(`refused, nothing written outside: ${name}`, async () => {
-    const r = await attempt(layers, { devices: 'refuse' });
-    assert.ok(r.error, 'the archive was accepted');
-    assert.match(r.error, expected);
+// Refused with parentSymlinks 'refuse' (the opt-out, `--no-follow-symlinks`).
+const refusedWithoutFollow: [string, Layer[], RegExp][] = [
+  ['write through a relative symlink planted in the same layer', [[symlink('link', '../outside'), file('link/secret')]], /refusing to write through symlink "link"/],
+  ['write through an absolute symlink planted in the same layer', [[symlink('link', outside), file('link/secret')]], /refusing to write through symlink "link"/],
+  ['directory created through a symlink', [[symlink('link', outside), dir('link/newdir/')]], /refusing to write through symlink/],
+  ['write through a symlink planted in a lower layer', [[symlink('link', outside)], [file('link/secret')]], /layer 2: .*refusing to write through symlink "link"/],
+  ['write through a symlink deeper in the path', [[dir('a/'), symlink('a/b', '../../outside'), file('a/b/dir/keep')]], /refusing to write through symlink "a\/b"/],
+  ['symlink loop', [[symlink('loop', 'loop'), file('loop/x')]], /refusing to write through symlink "loop"/],
+  ['hardlink through a planted symlink', [[symlink('link', outside), hardlink('h', 'link/secret')]], /refusing to write through symlink "link"/],
+  ['hardlink created inside a symlinked directory', [[file('f'), symlink('link', outside), hardlink('link/h', 'f')]], /refusing to write through symlink "link"/],
+  ['whiteout through a symlink planted in a lower layer', [[symlink('link', outside)], [file('link/.wh.secret', '')]], /refusing to write through symlink "link"/],
+  ['opaque whiteout through a symlink', [[symlink('link', outside)], [file('link/.wh..wh..opq', '')]], /refusing to write through symlink "link"/],
+];
+
+const resolvers = ['auto', 'walk'] as const;
+for (const resolver of resolvers) {
+  for (const [name, layers, expected] of refused) {
+    for (const parentSymlinks of ['in-root', 'refuse'] as const) {
+      test(`refused, nothing written outside (${parentSymlinks}, ${resolver}): ${name}`, async () => {
+        const r = await attempt(layers, { devices: 'refuse', parentSymlinks, resolver });
+        assert.ok(r.error, 'the archive was accepted');
+        assert.match(r.error, expected);
+      });
+    }
+  }
+  for (const [name, layers, expected] of refusedWithoutFollow) {
+    test(`refused with parentSymlinks 'refuse' (${resolver}), nothing written outside: ${name}`, async () => {
+      const r = await attempt(layers, { devices: 'refuse', parentSymlinks: 'refuse', resolver });
+      assert.ok(r.error, 'the archive was accepted');
+      assert.match(r.error, expected);
+    });
+    test(`followed inside the target by default (${resolver}), nothing written outside: ${name}`, async () => {
+      const r = await attempt(layers, { devices: 'refuse', resolver });
+      if (r.error) assert.match(r.error, /too many levels of symlinks|does not exist/);
+    });
+  }
+}
+
+for (const resolver of resolvers) {
+  test(`by default (${resolver}), writes through planted symlinks land where a chroot would put them, never outside`, async () => {
+    const r = await attempt([
+      [symlink('abs', outside), symlink('rel', '../../../outside'), dir('a/'), symlink('a/up', '../..'), symlink('loop1', 'loop2'), symlink('loop2', 'loop1')],
+      [file('abs/secret', 'via absolute'), file('rel/secret', 'via relative'), file('a/up/escaped', 'clamped'), file('.wh.nothing', '')],
+      [file('abs/.wh.secret', ''), hardlink('hl', 'rel/secret'), symlink('dotdot', '..'), dir('dotdot/dotdot/d2/'), file('dotdot/dotdot/d2/f', 'deep')],
+    ], { resolver });
+    assert.equal(r.error, undefined);
+    assert.ok(!fs.existsSync(join(r.target, outside, 'secret')), 'whiteout through the in-root symlink removed the in-root file');
+    assert.equal(fs.readFileSync(join(r.target, 'outside', 'secret'), 'utf8'), 'via relative');
+    assert.equal(fs.readFileSync(join(r.target, 'escaped'), 'utf8'), 'clamped');
+    assert.equal(fs.readFileSync(join(r.target, 'd2', 'f'), 'utf8'), 'deep');
+    assert.equal(fs.statSync(join(r.target, 'hl')).ino, fs.statSync(join(r.target, 'outside', 'secret')).ino);
+    const loop = await attempt([[symlink('loop1', 'loop2'), symlink('loop2', 'loop1'), file('loop1/x')]], { resolver });
+    assert.match(loop.error!, /too many levels of symlinks/);
   });
 }
 
-test('in-root mode: writes through planted symlinks land where a chroot would put them, never outside', async () => {
-  const r = await attempt([
-    [symlink('abs', outside), symlink('rel', '../../../outside'), dir('a/'), symlink('a/up', '../..'), symlink('loop1', 'loop2'), symlink('loop2', 'loop1')],
-    [file('abs/secret', 'via absolute'), file('rel/secret', 'via relative'), file('a/up/escaped', 'clamped'), file('.wh.nothing', '')],
-    [file('abs/.wh.secret', ''), hardlink('hl', 'rel/secret')],
-  ], { parentSymlinks: 'in-root' });
+test('a `..` that stays inside the root is resolved lexically, as containerd and Docker do; one that leaves it is refused', async () => {
+  const r = await attempt([[dir('a/'), file('a/../b', 'lexical'), dir('c/d/'), file('c/d/../../e', 'two up'), hardlink('h', 'c/../b')]]);
   assert.equal(r.error, undefined);
-  assert.ok(!fs.existsSync(join(r.target, outside, 'secret')), 'whiteout through the in-root symlink removed the in-root file');
-  assert.equal(fs.readFileSync(join(r.target, 'outside', 'secret'), 'utf8'), 'via relative');
-  assert.equal(fs.readFileSync(join(r.target, 'escaped'), 'utf8'), 'clamped');
-  assert.equal(fs.statSync(join(r.target, 'hl')).ino, fs.statSync(join(r.target, 'outside', 'secret')).ino);
-  const loop = await attempt([[symlink('loop1', 'loop2'), symlink('loop2', 'loop1'), file('loop1/x')]], { parentSymlinks: 'in-root' });
-  assert.match(loop.error!, /too many levels of symlinks/);
+  assert.equal(fs.readFileSync(join(r.target, 'b'), 'utf8'), 'lexical');
+  assert.equal(fs.readFileSync(join(r.target, 'e'), 'utf8'), 'two up');
+  assert.equal(fs.statSync(join(r.target, 'h')).ino, fs.statSync(join(r.target, 'b')).ino);
+  const out = await attempt([[dir('a/'), file('a/../../escaped')]]);
+  assert.match(out.error!, /path with '\.\.' refused \(it leaves the root\)/);
 });
 
 test('a file entry over a symlink planted earlier replaces the symlink instead of writing through it', async () => {

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { changesFromTree, writeLayerToStream, readTar, applyLayer, TarWriter } from '../../src/layers/index.js';
 import { loadFsSys } from '../../src/runtime/sys/fs.js';
-import { tempDir, sh, snapshot, diffSnapshots, chunks, collect, rawTar, rawEntry } from './helpers.js';
+import { rawPax, tempDir, sh, snapshot, diffSnapshots, chunks, collect, rawTar, rawEntry } from './helpers.js';
 
 const tmp = tempDir('tar');
 
@@ -138,12 +138,16 @@ test('the writer batches small entries and streams large ones, and data of the w
   await assert.rejects(tw.addStream({ path: 'z', type: 'file', mode: 0o644, uid: 0, gid: 0, size: 10, mtime: 0 }, chunks(Buffer.alloc(4))), /4 bytes of data, header says 10/);
 });
 
-test('the reader refuses corrupt archives: bad checksum, truncated data, sparse files, unknown entry types', async () => {
+test('the reader refuses corrupt archives: bad checksum, truncated data, inconsistent sparse maps, unknown entry types', async () => {
   const read = async (buf: Buffer) => { for await (const e of readTar(chunks(buf))) await collect(e.body()); };
   await assert.rejects(read(rawTar([{ name: 'a', data: 'x', badChecksum: true }])), /bad header checksum/);
   const full = rawTar([{ name: 'a', data: Buffer.alloc(5000, 1) }]);
   await assert.rejects(read(full.subarray(0, 2048)), /truncated/);
-  await assert.rejects(read(rawTar([{ name: 'sparse', type: 'S', data: '' }])), /sparse/);
+  const sparseMap = (map: string, realsize = '10') => rawTar([rawPax({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.realsize': realsize, 'GNU.sparse.name': 's' }), { name: 'GNUSparseFile.0/s', data: Buffer.concat([Buffer.from(map), Buffer.alloc(512 - map.length)]) }]);
+  await assert.rejects(read(sparseMap('1\n0\n999\n')), /invalid sparse map/);
+  await assert.rejects(read(sparseMap('1\n0\n5\n')), /describes 5 bytes but 0 are stored/);
+  await assert.rejects(read(sparseMap('2\nx\n')), /malformed sparse map/);
+  await assert.rejects(read(sparseMap('9999999999\n')), /more than 1048576 sparse segments/);
   await assert.rejects(read(rawTar([{ name: 'weird', type: 'Z' }])), /unsupported entry type "Z"/);
   // Old-style directories: NUL type flag and a trailing '/'.
   const types: string[] = [];

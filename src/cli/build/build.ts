@@ -59,6 +59,7 @@ export class BuildCommand extends KeelCommand {
   creds = Option.String('--creds', { description: 'USER:PASSWORD for the registries this build pulls from and pushes to' });
   offline = Option.Boolean('--offline', false, { description: 'never pull from a registry' });
   quiet = Option.Boolean('-q,--quiet', false, { description: 'no progress; print the digest only' });
+  maxSize = Option.String('--max-unpacked-size', { description: 'SIZE (e.g. 10G): the most a base image\'s layer may unpack to (default: the store\'s free space less a margin)' });
   iidfile = Option.String('--iidfile', { description: 'write the image\'s manifest digest to this file' });
   contextDir = Option.String({ name: 'CONTEXT' });
 
@@ -102,6 +103,7 @@ export class BuildCommand extends KeelCommand {
       dockerfileText = Buffer.concat(chunks).toString('utf8');
     }
     const { build } = await import('../../builder/index.js');
+    const maxUnpackedSize = this.maxSize === undefined ? undefined : (await import('../../layers/index.js')).parseSize(this.maxSize, '--max-unpacked-size');
     const result = await build({
       context: this.contextDir,
       dockerfile: this.file === '-' ? undefined : this.file,
@@ -120,6 +122,7 @@ export class BuildCommand extends KeelCommand {
       progress: this.quiet ? 'quiet' : (this.progress as 'auto'),
       progressStream: this.context.stderr as never,
       registry: { insecure: this.insecure, offline: this.offline, credentials },
+      ...(maxUnpackedSize === undefined ? {} : { maxUnpackedSize }),
     });
     if (this.iidfile) {
       const { writeFileSync } = await import('node:fs');

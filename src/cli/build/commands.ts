@@ -6,5 +6,6 @@ import { InspectCommand } from './inspect.js';
 import { ParseCommand } from './parse.js';
 import { BuildCommand } from './build.js';
 import { PruneCommand } from './prune.js';
+import { LoadCommand } from './load.js';
 
-export const buildCommands: CommandClass<BaseContext>[] = [BuildCommand, PruneCommand, UnpackCommand, ImagesCommand, InspectCommand, ParseCommand];
+export const buildCommands: CommandClass<BaseContext>[] = [BuildCommand, PruneCommand, LoadCommand, UnpackCommand, ImagesCommand, InspectCommand, ParseCommand];

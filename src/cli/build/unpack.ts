@@ -17,10 +17,12 @@ export class UnpackCommand extends KeelCommand {
   platform = Option.String('--platform', { description: 'OS/ARCH[/VARIANT] to pick from a multi-platform image (default: this machine)' });
   skipDevices = Option.Boolean('--skip-devices', false, { description: 'skip device nodes instead of refusing them when not privileged' });
   terminal = Option.Boolean('--terminal', false, { description: 'set process.terminal in config.json' });
-  inRoot = Option.Boolean('--follow-symlinks-in-root', false, { description: 'follow symlinks that layers write through as if the rootfs were / (Docker\'s behaviour) instead of refusing the image' });
+  noFollow = Option.Boolean('--no-follow-symlinks', false, { description: 'refuse an image whose layers write through a symlink, instead of following it inside the rootfs as Docker, containerd and umoci do' });
+  maxSize = Option.String('--max-unpacked-size', { description: 'SIZE (e.g. 10G): stop when the layers unpack to more than this, all together (default: the free space of the bundle\'s file system less a margin)' });
 
   async run(): Promise<void> {
-    const { unpackImage, parseLayoutRef } = await import('../../layers/index.js');
+    const { unpackImage, parseLayoutRef, parseSize } = await import('../../layers/index.js');
+    const maxUnpackedSize = this.maxSize === undefined ? undefined : parseSize(this.maxSize, '--max-unpacked-size');
     const { layout, ref } = parseLayoutRef(this.image);
     let platform: { os: string; architecture: string; variant?: string } | undefined;
     if (this.platform) {
@@ -32,10 +34,11 @@ export class UnpackCommand extends KeelCommand {
       rootless: this.rootless,
       terminal: this.terminal,
       ...(platform ? { platform } : {}),
+      ...(maxUnpackedSize === undefined ? {} : { maxUnpackedSize }),
       apply: {
         ...(this.rootless ? { owners: false } : {}),
         ...(this.skipDevices ? { devices: 'skip' as const } : {}),
-        ...(this.inRoot ? { parentSymlinks: 'in-root' as const } : {}),
+        ...(this.noFollow ? { parentSymlinks: 'refuse' as const } : {}),
       },
     });
     for (const w of result.warnings) this.context.stderr.write(`warning: ${w}\n`);

@@ -9,6 +9,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { koffiLibc } from './libc.js';
+import { errnoError } from './fsat.js';
 
 export interface FsSys {
   /** Names of the extended attributes of a path (symlinks themselves, not their targets). */
@@ -51,16 +52,7 @@ export function loadFsSys(): Promise<FsSys> {
   return loaded;
 }
 
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
-
-function sysError(call: string, what: string, errno: number): NodeJS.ErrnoException {
-  const code = errnoNames.get(errno) ?? `E${errno}`;
-  const err = new Error(`${call} ${what}: ${code}`) as NodeJS.ErrnoException;
-  err.code = code;
-  err.errno = -errno;
-  err.syscall = call;
-  return err;
-}
+const sysError = errnoError;
 
 async function bind(): Promise<FsSys> {
   const { koffi, lib: libc } = koffiLibc();
