@@ -1,5 +1,5 @@
 // The repository stands alone: no source, test, script, bench or example names a path outside it
-// (a folder beside the clone such as ../shared, or one machine's absolute paths). Everything is found
+// (a folder beside the clone, such as a shared one, or the absolute paths of one machine). Everything is found
 // from the repository's own root, so a clone anywhere builds, tests and benches with nothing beside it.
 // (.ci/run goes further: it runs the test command in a fresh clone made in an empty folder.)
 import { test } from 'node:test';
@@ -12,7 +12,7 @@ const self = relative(root, new URL(import.meta.url).pathname);
 
 /** Paths that leave the repository: a sibling folder reached through `..`, this project's machine. */
 const OUTSIDE = [/\.\.\/shared\b/, /(^|[^\w.~-])\/work\//];
-/** A bench may offer the yardsticks of ../shared as an extra, never as something it needs. */
+/** A bench may offer the yardsticks of a shared folder beside the clone as an extra, never as something it needs. */
 const OPTIONAL = /only with --also-shared/;
 
 function files(dir: string): string[] {
