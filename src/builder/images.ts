@@ -103,5 +103,13 @@ export async function resolveImage(store: BuildStore, name: string, platform: Pl
   if (!resolver.pull) {
     throw new KeelError(`image ${JSON.stringify(name)}: not in keel's store (${store.root}) and registry pulls are off`);
   }
-  return resolver.pull(ref, platform);
+  try {
+    return await resolver.pull(ref, platform);
+  } catch (err) {
+    const { RegistryUnreachable } = await import('./registry.js');
+    if (!(err instanceof RegistryUnreachable)) throw err;
+    throw new KeelError(`${err.message}; to build from a local copy of ${name} instead, give an OCI layout ` +
+      `(--build-context ${name}=oci-layout://DIR[:TAG]; an OCI archive becomes one with tar -xf FILE -C DIR), ` +
+      `an image of keel's store (keel-build build -t ${name} ...), or a registry you can reach (e.g. docker-registry on localhost:5000)`, { cause: err });
+  }
 }

@@ -19,6 +19,9 @@ import { familiarName } from './imageref.js';
 import type { Platform, ResolvedImage } from './images.js';
 import type { LayerRef } from './snapshots.js';
 
+/** The registry could not be reached at all (name, connection, TLS or time-out), as opposed to an answer refusing. */
+export class RegistryUnreachable extends KeelError {}
+
 export interface RegistryOptions {
   insecure?: string[];
   auth?: Record<string, { username: string; password: string }>;
@@ -105,7 +108,7 @@ export class RegistryClient {
       const req = lib.request(u, { method, headers: h }, (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, res }));
       req.on('error', (err) => {
         const code = (err as NodeJS.ErrnoException).code;
-        reject(new KeelError(`registry ${this.registry}: ${method} ${u.pathname}: ${code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : err.message}${code ? ` (${code})` : ''}`));
+        reject(new RegistryUnreachable(`registry ${this.registry}: ${method} ${u.pathname}: ${code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'host not found' : err.message}${code ? ` (${code})` : ''}`));
       });
       req.setTimeout(120_000, () => req.destroy(new Error('timed out')));
       if (body === undefined) req.end();

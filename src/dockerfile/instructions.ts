@@ -271,7 +271,7 @@ const str = (v: FlagValues, k: string) => v.get(k) as string | undefined;
 const bool = (v: FlagValues, k: string) => v.get(k) as boolean | undefined;
 const strs = (v: FlagValues, k: string) => (v.get(k) as string[] | undefined) ?? [];
 
-// ---- unterminated exec forms ----
+// ---- exec forms cut short ----
 
 const NUMBER_PREFIX = /-?(?:0|[1-9][0-9]*)?(?:\.[0-9]*)?(?:[eE][+-]?[0-9]*)?/y;
 
@@ -376,10 +376,14 @@ export function jsonPrefixState(s: string): 'complete' | 'incomplete' | 'invalid
   }
 }
 
-function checkExecForm(node: AstNode, rest: string, kind: string): void {
+/**
+ * An exec form cut short (`RUN ["echo", "hi"`) is shell form, as in BuildKit: the line runs through
+ * the shell as it is written. Since that is rarely what was meant, it is reported as a warning.
+ */
+function checkExecForm(node: AstNode, rest: string, kind: string, warn: (message: string) => void): void {
   if (node.json || !rest.startsWith('[')) return;
   if (jsonPrefixState(rest) === 'incomplete') {
-    throw new Failure(`${kind}: unterminated JSON array (exec form): ${rest}`);
+    warn(`${kind}: unterminated JSON array, so this is shell form (as in BuildKit): ${rest}`);
   }
 }
 
@@ -541,7 +545,7 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       return make<FromInstruction>(base, { image: args[0], stageName, platform: str(flags, 'platform') });
     }
     case 'RUN': {
-      checkExecForm(node, node.rest, 'RUN');
+      checkExecForm(node, node.rest, 'RUN', warn);
       const network = str(flags, 'network');
       if (network !== undefined && network !== 'default' && network !== 'none' && network !== 'host') {
         throw new Failure(`unsupported network mode ${goQuote(network)} (use default, none or host)`);
@@ -558,13 +562,13 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       });
     }
     case 'CMD':
-      checkExecForm(node, node.rest, 'CMD');
+      checkExecForm(node, node.rest, 'CMD', warn);
       return make<CmdInstruction>(base, { command: commandLine(args, node.json, heredocs) });
     case 'ENTRYPOINT':
-      checkExecForm(node, node.rest, 'ENTRYPOINT');
+      checkExecForm(node, node.rest, 'ENTRYPOINT', warn);
       return make<EntrypointInstruction>(base, { command: commandLine(args, node.json, heredocs) });
     case 'SHELL': {
-      checkExecForm(node, node.rest, 'SHELL');
+      checkExecForm(node, node.rest, 'SHELL', warn);
       const shell = handleJSONArgs(args, node.json);
       if (shell.length === 0) throw new Failure('SHELL requires at least one argument');
       if (!node.json) throw new Failure('SHELL requires the arguments to be in JSON form');
@@ -580,7 +584,7 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       }
       if (type !== 'CMD') throw new Failure(`Unknown type ${goQuote(type)} in HEALTHCHECK (try CMD)`);
       const cmdRest = node.rest.replace(/^\S+\s*/, '');
-      checkExecForm(node, cmdRest, 'HEALTHCHECK CMD');
+      checkExecForm(node, cmdRest, 'HEALTHCHECK CMD', warn);
       const cmd = handleJSONArgs(rest, node.json);
       if (cmd.length === 0) throw new Failure('Missing command after HEALTHCHECK CMD');
       let retries: number | undefined;
@@ -616,7 +620,7 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       return make<ArgInstruction>(base, { definitions });
     }
     case 'ADD': {
-      checkExecForm(node, node.rest, 'ADD');
+      checkExecForm(node, node.rest, 'ADD', warn);
       const sd = sourcesAndDest(args, heredocs, 'ADD');
       return make<AddInstruction>(base, {
         sources: sd.sources, contents: sd.contents, dest: sd.dest, chown: str(flags, 'chown'), chmod: str(flags, 'chmod'),
@@ -625,7 +629,7 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       });
     }
     case 'COPY': {
-      checkExecForm(node, node.rest, 'COPY');
+      checkExecForm(node, node.rest, 'COPY', warn);
       const sd = sourcesAndDest(args, heredocs, 'COPY');
       return make<CopyInstruction>(base, {
         sources: sd.sources, contents: sd.contents, dest: sd.dest, from: str(flags, 'from'), chown: str(flags, 'chown'),
@@ -637,7 +641,7 @@ function build(node: AstNode, ctx: Ctx, heredocs: Heredoc[]): Instruction {
       atLeastOne(args, 'EXPOSE');
       return make<ExposeInstruction>(base, { ports: [...args].sort() });
     case 'VOLUME': {
-      checkExecForm(node, node.rest, 'VOLUME');
+      checkExecForm(node, node.rest, 'VOLUME', warn);
       atLeastOne(args, 'VOLUME');
       const paths = args.map((v) => trimSpace(v));
       if (paths.some((p) => p === '')) throw new Failure('VOLUME specified can not be an empty string');

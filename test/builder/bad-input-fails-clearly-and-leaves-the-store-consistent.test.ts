@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { skipReason, context, BUSYBOX_BASE, newStore, buildWith, cli, mountsUnder, tempDir } from './helpers.js';
 
 const store = newStore();
@@ -36,6 +37,36 @@ test('a failing RUN: its exit code and last output lines, the step and line name
   assertConsistent();
 });
 
+test('FROM an image whose registry cannot be reached: one line naming the image, the registry and how to give a local copy, and each way it names works', { skip: skipReason }, () => {
+  const name = '127.0.0.1:1/team/base:1';
+  const ctx = context(`FROM ${name}\nRUN cat /etc/base-marker\n`);
+  const r = cli(['build', '--store', store, '-q', ctx]);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr.trimEnd().split('\n').length, 1, r.stderr);
+  assert.equal(r.stderr.trimEnd(), `Dockerfile:1: FROM ${name}: registry 127.0.0.1:1: GET /v2/team/base/manifests/1: connection refused (ECONNREFUSED); ` +
+    `to build from a local copy of ${name} instead, give an OCI layout (--build-context ${name}=oci-layout://DIR[:TAG]; ` +
+    'an OCI archive becomes one with tar -xf FILE -C DIR), an image of keel\'s store (keel-build build -t 127.0.0.1:1/team/base:1 ...), ' +
+    'or a registry you can reach (e.g. docker-registry on localhost:5000)');
+  assertConsistent();
+  // The base, as an OCI layout and as an OCI archive.
+  const base = context(`FROM scratch\n${BUSYBOX_BASE}\nRUN echo base > /etc/base-marker\n`);
+  const out = tempDir('local-base');
+  assert.equal(cli(['build', '--store', store, '-q', '-t', 'base:1', '-o', `type=oci,dest=${join(out, 'layout')}`, base]).status, 0);
+  assert.equal(cli(['build', '--store', store, '-q', '-t', 'base:1', '-o', `type=oci-archive,dest=${join(out, 'base.tar')}`, base]).status, 0);
+  fs.mkdirSync(join(out, 'from-archive'));
+  assert.equal(spawnSync('tar', ['-xf', join(out, 'base.tar'), '-C', join(out, 'from-archive')]).status, 0);
+  for (const dir of ['layout', 'from-archive']) {
+    const b = cli(['build', '--store', store, '--progress', 'plain', '--no-cache', '--build-context', `${name}=oci-layout://${join(out, dir)}:1`, ctx]);
+    assert.equal(b.status, 0, `${dir}: ${b.stderr}`);
+    assert.match(b.stderr, /#\d+ [\d.]+ base\n/, `${dir}: RUN ran on the local base`);
+  }
+  // The base as an image of keel's store, tagged with the name the Dockerfile uses.
+  assert.equal(cli(['build', '--store', store, '-q', '-t', name, base]).status, 0);
+  const fromStore = cli(['build', '--store', store, '-q', ctx]);
+  assert.equal(fromStore.status, 0, fromStore.stderr);
+  assertConsistent();
+});
+
 test('missing context files, unknown stages and bad Dockerfiles are one clear line naming file and line', { skip: skipReason }, () => {
   const cases: [string, RegExp, string[]?][] = [
     ['FROM scratch\nCOPY nothere.txt /\n', /^Dockerfile:2: COPY nothere.txt \/: "nothere.txt": no such file or directory in the build context$/],
@@ -46,7 +77,7 @@ test('missing context files, unknown stages and bad Dockerfiles are one clear li
     ['FROM scratch\nCOPY --chmod=9z9 a /\n', /^Dockerfile:2: COPY --chmod=9z9 a \/: --chmod=9z9: expected an octal mode/],
     ['FROM scratch\nRUN true\n', /^Dockerfile:2: RUN true: the container did not start: exec: "\/bin\/sh": no such file/],
     ['FROM not-in-the-store:1\n', /^Dockerfile:1: FROM not-in-the-store:1: image "not-in-the-store:1": not in keel's store .* and registry pulls are off$/, ['--offline']],
-    ['FROM 127.0.0.1:1/nothing:here\n', /^Dockerfile:1: FROM 127.0.0.1:1\/nothing:here: registry 127.0.0.1:1: GET \/v2\/nothing\/manifests\/here: connection refused \(ECONNREFUSED\)$/],
+    ['FROM 127.0.0.1:1/nothing:here\n', /^Dockerfile:1: FROM 127.0.0.1:1\/nothing:here: registry 127.0.0.1:1: GET \/v2\/nothing\/manifests\/here: connection refused \(ECONNREFUSED\); to build from a local copy/],
   ];
   for (const [df, re, extra] of cases) {
     const ctx = context(df);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { skipReason, context, BUSYBOX_BASE, newStore, buildWith, storeLayout, unpack, tree, runBundle, mountsUnder } from './helpers.js';
+import { skipReason, context, BUSYBOX_BASE, newStore, buildWith, cli, storeLayout, unpack, tree, runBundle, mountsUnder } from './helpers.js';
 
 const store = newStore();
 
@@ -108,4 +108,14 @@ test('--platform sets the image\'s platform and picks that platform\'s base from
   if (process.arch === 'x64') {
     await assert.rejects(buildWith(store, context(`FROM oci-layout://${layout}:multi\nRUN true\n`), { platform: 'linux/arm64' }), /Dockerfile:2: RUN true: /);
   }
+});
+
+test('RUN with an exec form cut short (`RUN ["echo", "hi"`) runs in shell form, as BuildKit and buildah run it, with a warning', { skip: skipReason }, () => {
+  // The shell writes the command line it is given ($0 of `sh -c SCRIPT CMDLINE`) into the image.
+  const ctx = context(`FROM scratch\n${BUSYBOX_BASE}\nSHELL ["/bin/sh", "-c", "printf %s \\"$0\\" > /cmdline"]\nRUN ["echo", "hi"\n`);
+  const r = cli(['build', '--store', store, '--progress', 'plain', '-t', 'cutshort:1', ctx]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /warning: Dockerfile:6: RUN: unterminated JSON array, so this is shell form \(as in BuildKit\): \["echo", "hi"/);
+  const bundle = unpack(storeLayout(store), 'cutshort:1');
+  assert.equal(fs.readFileSync(join(bundle, 'rootfs/cmdline'), 'utf8'), '["echo", "hi"');
 });

@@ -2,36 +2,28 @@
 // builds through the library or the CLI, and image trees read back by unpacking what was built.
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { build, type BuildOptions, type BuildResult } from '../../src/builder/index.js';
 import { keel, keelBuild, cliEnv, ensureBuilt } from '../foundation/cli.js';
+import { busyboxMissing, busyboxPath } from '../fixtures/busybox-bundle.js';
+import { tempDir as removedAtExit } from '../fixtures/cleanup.js';
 
 export const repoRoot = new URL('../../', import.meta.url).pathname;
 export { keel, keelBuild, cliEnv, ensureBuilt };
 
 export const isRoot = process.getuid?.() === 0;
-export const hasBusybox = (() => {
-  const r = spawnSync('sh', ['-c', 'ldd /bin/busybox 2>&1'], { encoding: 'utf8' });
-  return fs.existsSync('/bin/busybox') && /not a dynamic executable/.test(r.stdout);
-})();
 /** Why builder tests cannot run here, or undefined when they can. */
-export const skipReason = !isRoot ? 'needs root (overlay mounts, containers)' : !hasBusybox ? 'busybox-static not installed' : undefined;
+export const skipReason = !isRoot ? 'needs root (overlay mounts, containers)' : busyboxMissing;
 
 export function which(cmd: string): string | undefined {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
-const cleanups: (() => void)[] = [];
-process.on('exit', () => { for (const c of cleanups.reverse()) { try { c(); } catch { /* best effort */ } } });
-
-/** A temporary directory removed when the test process exits. */
+/** A temporary directory removed when the test process ends. */
 export function tempDir(prefix: string): string {
-  const d = fs.mkdtempSync(join(tmpdir(), `keel-build-${prefix}-`));
-  cleanups.push(() => fs.rmSync(d, { recursive: true, force: true }));
-  return d;
+  return removedAtExit(`keel-build-${prefix}-`);
 }
 
 export type FileSpec = string | Buffer | { data: string | Buffer; mode?: number } | { symlink: string } | { dir: true; mode?: number };
@@ -51,7 +43,7 @@ export function writeTree(dir: string, files: Record<string, FileSpec>): void {
 /** A build context holding `busybox` (the static binary) and the given files and Dockerfile. */
 export function context(dockerfile: string, files: Record<string, FileSpec> = {}, prefix = 'ctx'): string {
   const dir = tempDir(prefix);
-  fs.copyFileSync('/bin/busybox', join(dir, 'busybox'));
+  fs.copyFileSync(busyboxPath!, join(dir, 'busybox'));
   fs.chmodSync(join(dir, 'busybox'), 0o755);
   writeTree(dir, { ...files, Dockerfile: dockerfile });
   return dir;

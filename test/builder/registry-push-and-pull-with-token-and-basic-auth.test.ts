@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import { createSign, randomUUID, X509Certificate } from 'node:crypto';
 import { skipReason, context, BUSYBOX_BASE, newStore, buildWith, storeLayout, unpack, tempDir, which, cli, mountsUnder } from './helpers.js';
+import { killAtExit } from '../fixtures/cleanup.js';
 
 const USER = 'builder';
 const PASS = 's3cret-pass';
@@ -51,7 +52,7 @@ storage:
 http:
   addr: 127.0.0.1:${port}
 ${auth}`);
-  const child = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = killAtExit(spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] }));
   children.push(child);
   let log = '';
   child.stderr!.on('data', (c: Buffer) => { log += c.toString(); });

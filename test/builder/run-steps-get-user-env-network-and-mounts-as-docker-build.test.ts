@@ -16,7 +16,7 @@ FROM scratch
 ${BUSYBOX_BASE}
 ENV E1=one
 ARG A1=two
-WORKDIR /work/dir
+WORKDIR /srv/dir
 RUN env | sort | grep -E '^(E1|A1|PATH|HOME)=' > /env.txt && pwd > /pwd.txt && grep CapEff /proc/self/status > /caps.txt
 USER app
 RUN id > /tmp/user.txt; touch /tmp/owned-by-app
@@ -25,7 +25,7 @@ RUN chown app /tmp/owned-by-app && echo chown-ok > /chown.txt
 RUN --security=insecure grep CapEff /proc/self/status > /caps-insecure.txt
 `), { tags: ['runenv'] });
   assert.equal(read('runenv:latest', 'env.txt'), 'A1=two\nE1=one\nHOME=/root\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
-  assert.equal(read('runenv:latest', 'pwd.txt'), '/work/dir\n');
+  assert.equal(read('runenv:latest', 'pwd.txt'), '/srv/dir\n');
   assert.equal(read('runenv:latest', 'tmp/user.txt'), 'uid=1000(app) gid=1000(app) groups=50(staff)\n');
   assert.equal(read('runenv:latest', 'chown.txt'), 'chown-ok\n');
   // CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_KILL CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_SYS_CHROOT CAP_MKNOD CAP_AUDIT_WRITE CAP_SETFCAP

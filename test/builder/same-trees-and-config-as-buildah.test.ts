@@ -104,8 +104,8 @@ COPY --chown=app:staff f.txt /owned/f.txt
 COPY --chown=1234:5678 d /numeric/
 COPY --chmod=700 f.txt /moded.txt
 COPY g*.txt /globbed/
-WORKDIR /work/here
-RUN echo hi > made.txt && rm /bin/vi && rm -r /copied/sub && ln -s /work/here/made.txt /ml && mkdir -p /var/empty && chmod 1777 /tmp && touch /work/here/.hidden
+WORKDIR /srv/here
+RUN echo hi > made.txt && rm /bin/vi && rm -r /copied/sub && ln -s /srv/here/made.txt /ml && mkdir -p /var/empty && chmod 1777 /tmp && touch /srv/here/.hidden
 USER app
 ENV A=1 B="two words"
 LABEL l1=v1 "l 2"="v 2"

@@ -65,8 +65,8 @@ test('runtime: a runtime that does not exist exits 2 with one line on stderr', {
   assert.match(r.stderr, /runtime not found or not executable/);
 });
 
-test('runtime: runc passes the state checks, printed as TAP, exit 0; `npm run conformance` runs the same CLI', { skip }, (t) => {
-  const why = runtimeSuiteSkipReason() ?? (which('runc') ? null : 'runc not installed');
+test('runtime: runc passes the state checks, printed as TAP, exit 0; `npm run conformance` runs the same CLI', { skip }, async (t) => {
+  const why = (await runtimeSuiteSkipReason()) ?? (which('runc') ? null : 'runc not installed');
   if (why) return t.skip(why);
   const r = spawnSync('npm', ['run', '-s', 'conformance', '--', 'runtime', '--runtime', 'runc', '--filter', '^runtime\\.state\\.', '--tap'], { cwd: root, encoding: 'utf8', timeout: 120_000 });
   assert.equal(r.status, 0, r.stdout + r.stderr);

@@ -2,17 +2,20 @@
 // cannot run here, and reading reports.
 import { after } from 'node:test';
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CheckResult, Report } from '../../conformance/report.js';
+import { buildProbe } from '../../conformance/runtime/index.js';
+import { KeelError } from '../../src/util/errors.js';
+import { atExit, removeTree, tempDir as removedAtExit } from '../fixtures/cleanup.js';
 
 export const root = new URL('../..', import.meta.url).pathname;
 
 /** A temporary directory removed when the test file ends. */
 export function tempDir(name: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `kc-test-${name}-`));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = removedAtExit(`kc-test-${name}-`);
+  after(() => removeTree(dir));
   return dir;
 }
 
@@ -20,7 +23,8 @@ export function tempDir(name: string): string {
 export function lowerCaseTempDir(name: string): string {
   const dir = join(tmpdir(), `kc-test-${name}-${process.pid}-${Date.now().toString(36)}`);
   mkdirSync(dir, { recursive: true });
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  atExit(() => removeTree(dir));
+  after(() => removeTree(dir));
   return dir;
 }
 
@@ -37,10 +41,18 @@ export function which(cmd: string): string | null {
   return null;
 }
 
-/** Why the runtime suite cannot run on this machine, or null when it can. */
-export function runtimeSuiteSkipReason(): string | null {
+/**
+ * Why the runtime suite cannot run on this machine, or null when it can. The probe is built (or
+ * found in its cache) to know: a gcc without a static libc cannot build it.
+ */
+export async function runtimeSuiteSkipReason(): Promise<string | null> {
   if (process.getuid?.() !== 0) return 'the runtime suite needs root (namespaces, mounts, cgroups)';
-  if (!which(process.env.CC ?? 'gcc')) return 'gcc not installed (the probe is compiled with gcc -static)';
+  try {
+    await buildProbe();
+  } catch (err) {
+    if (err instanceof KeelError) return err.message;
+    throw err;
+  }
   return null;
 }
 

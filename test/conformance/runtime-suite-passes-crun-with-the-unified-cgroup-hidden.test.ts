@@ -23,7 +23,7 @@ const CRUN_RACES: Record<string, string> = {
 };
 
 test('crun (unified cgroup hidden) passes every required runtime check except its documented deviations', async (t) => {
-  const why = runtimeSuiteSkipReason() ?? (which('crun') ? null : 'crun not installed') ?? (which('unshare') ? null : 'unshare(1) not installed (needed to hide the unified cgroup)');
+  const why = (await runtimeSuiteSkipReason()) ?? (which('crun') ? null : 'crun not installed') ?? (which('unshare') ? null : 'unshare(1) not installed (needed to hide the unified cgroup)');
   if (why) return t.skip(why);
   const report = await runRuntimeSuite({ runtime: 'crun', hideUnifiedCgroup: true });
   assert.match(report.target, /unified hidden/);

@@ -18,7 +18,7 @@ const RUNC_DEVIATIONS: Record<string, string> = {
 };
 
 test('runc passes every required runtime check except its documented deviations from the spec', async (t) => {
-  const why = runtimeSuiteSkipReason() ?? (which('runc') ? null : 'runc not installed');
+  const why = (await runtimeSuiteSkipReason()) ?? (which('runc') ? null : 'runc not installed');
   if (why) return t.skip(why);
   const report = await runRuntimeSuite({ runtime: 'runc' });
   assert.ok(report.results.length >= 100, `only ${report.results.length} checks ran`);

@@ -2,18 +2,17 @@
 // raw tar building (so tests can write archives no well-behaved tool would), peer-tool lookup.
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { spawnSync, execFileSync } from 'node:child_process';
 import { loadFsSys } from '../../src/runtime/sys/fs.js';
+import { makeBusyboxRootfs } from '../fixtures/busybox-bundle.js';
+import { tempDir as removedAtExit } from '../fixtures/cleanup.js';
 
 export const repoRoot = new URL('../../', import.meta.url).pathname;
 
-/** A temporary directory removed when the test process exits. */
+/** A temporary directory removed when the test process ends. */
 export function tempDir(prefix: string): string {
-  const d = fs.mkdtempSync(join(tmpdir(), `keel-${prefix}-`));
-  process.on('exit', () => fs.rmSync(d, { recursive: true, force: true }));
-  return d;
+  return removedAtExit(`keel-${prefix}-`);
 }
 
 export function which(cmd: string): string | undefined {
@@ -27,12 +26,7 @@ export function sh(cmd: string, opts: { cwd?: string; env?: NodeJS.ProcessEnv } 
 
 /** A small root filesystem: static busybox with its applet symlinks, /etc/passwd and /etc/group. */
 export function busyboxRootfs(dir: string, extra: { passwd?: string; group?: string } = {}): string {
-  const bundle = join(dir, 'bb-bundle');
-  execFileSync('bash', [join('/work/shared/fixtures/busybox-bundle.sh'), bundle], { stdio: 'ignore' });
-  const rootfs = join(bundle, 'rootfs');
-  if (extra.passwd) fs.writeFileSync(join(rootfs, 'etc/passwd'), extra.passwd);
-  if (extra.group) fs.writeFileSync(join(rootfs, 'etc/group'), extra.group);
-  return rootfs;
+  return makeBusyboxRootfs(join(dir, 'bb-bundle', 'rootfs'), extra);
 }
 
 export interface NodeInfo {

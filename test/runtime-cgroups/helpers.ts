@@ -4,6 +4,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { detectCgroupLayout, readProcCgroups, type CgroupLayout } from '../../src/runtime/cgroups/index.js';
+import { killAtExit } from '../fixtures/cleanup.js';
 
 export const isRoot = process.getuid?.() === 0;
 
@@ -81,7 +82,7 @@ export interface Waiting {
 
 /** Runs `sh -c 'read _; SCRIPT'`: the script starts only after go(). */
 export function spawnWaiting(script: string): Waiting {
-  const child = spawn('sh', ['-c', `read _; ${script}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = killAtExit(spawn('sh', ['-c', `read _; ${script}`], { stdio: ['pipe', 'pipe', 'pipe'] }));
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d) => (stdout += d));

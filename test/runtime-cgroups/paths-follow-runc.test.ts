@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeelError } from '../../src/util/errors.js';
@@ -11,10 +11,10 @@ import {
   cleanCgroupPath, createCgroupManager, detectCgroupLayout, expandSlice, parseCgroupMounts, readProcCgroups, systemdCgroupPath,
 } from '../../src/runtime/cgroups/index.js';
 import { cleanupParent, isRoot, parentGone, uniqueParent } from './helpers.js';
+import { busyboxMissing, makeBusyboxBundle } from '../fixtures/busybox-bundle.js';
 
 const runc = spawnSync('runc', ['--version']).status === 0;
-const bundleScript = '/work/shared/fixtures/busybox-bundle.sh';
-const skipRunc = !isRoot ? 'needs root' : !runc ? 'runc not installed' : !existsSync(bundleScript) ? 'busybox bundle fixture missing' : false;
+const skipRunc = !isRoot ? 'needs root' : !runc ? 'runc not installed' : busyboxMissing ?? false;
 
 const parents: string[] = [];
 after(() => parents.forEach(cleanupParent));
@@ -91,12 +91,9 @@ test('relative and absolute paths resolve like runc: per-hierarchy own cgroup fo
 function runcCgroups(cgroupsPath: string | undefined, id: string): Record<string, string> {
   const dir = mkdtempSync(join(tmpdir(), 'keel-cg-bundle-'));
   try {
-    const mk = spawnSync('bash', [bundleScript, dir, 'sleep', '30'], { encoding: 'utf8' });
-    assert.equal(mk.status, 0, mk.stderr);
-    const cfgPath = join(dir, 'config.json');
-    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
-    if (cgroupsPath !== undefined) cfg.linux.cgroupsPath = cgroupsPath;
-    writeFileSync(cfgPath, JSON.stringify(cfg));
+    makeBusyboxBundle(dir, ['sleep', '30'], (cfg) => {
+      if (cgroupsPath !== undefined) cfg.linux.cgroupsPath = cgroupsPath;
+    });
     // The detached container inherits runc's stdio: no pipes, or spawnSync waits for it to exit.
     const run = spawnSync('runc', ['run', '-d', '--bundle', dir, id], { stdio: 'ignore' });
     assert.equal(run.status, 0, `runc run -d ${id} failed`);

@@ -3,15 +3,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCgroupManager, exactJson, formatEvent, MAX_UINT64 } from '../../src/runtime/cgroups/index.js';
 import { isRoot, layout } from './helpers.js';
+import { busyboxMissing, makeBusyboxBundle } from '../fixtures/busybox-bundle.js';
 
-const bundleScript = '/work/shared/fixtures/busybox-bundle.sh';
 const runc = spawnSync('runc', ['--version']).status === 0;
-const skip = !isRoot ? 'needs root' : !runc ? 'runc not installed' : !existsSync(bundleScript) ? 'busybox bundle fixture missing' : layout().mode === 'v2' ? 'compares v1 files' : false;
+const skip = !isRoot ? 'needs root' : !runc ? 'runc not installed' : busyboxMissing ? busyboxMissing : layout().mode === 'v2' ? 'compares v1 files' : false;
 
 /** Key paths of a JSON value ("memory.usage.limit", "cpu.usage.percpu[]" ...). */
 function shape(v: unknown, at = ''): string[] {
@@ -27,11 +27,9 @@ test('stats() of a runc container: same fields and the same limits, counts and c
   const dir = mkdtempSync(join(tmpdir(), 'keel-stats-'));
   const id = `keel-stats-${process.pid}`;
   try {
-    assert.equal(spawnSync('bash', [bundleScript, dir, 'sh', '-c', 'sleep 30 & sleep 30'], { stdio: 'ignore' }).status, 0);
-    const cfgPath = join(dir, 'config.json');
-    const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
-    cfg.linux.resources = { memory: { limit: 64 << 20, reservation: 16 << 20 }, pids: { limit: 50 }, cpu: { shares: 512, cpus: '0' } };
-    writeFileSync(cfgPath, JSON.stringify(cfg));
+    makeBusyboxBundle(dir, ['sh', '-c', 'sleep 30 & sleep 30'], (cfg) => {
+      cfg.linux.resources = { memory: { limit: 64 << 20, reservation: 16 << 20 }, pids: { limit: 50 }, cpu: { shares: 512, cpus: '0' } };
+    });
     assert.equal(spawnSync('runc', ['run', '-d', '--bundle', dir, id], { stdio: 'ignore' }).status, 0, 'runc run');
     try {
       spawnSync('sleep', ['0.2']);

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { baseSkip, describe, deleteKeelContainers, env, keel, keelHasExec, makeBusyboxLayout, run, tempDir, which } from './helpers.js';
+import { killAtExit } from '../fixtures/cleanup.js';
 
 const skip = baseSkip() || (!which('containerd') && 'containerd not installed') || (!which('ctr') && 'ctr not installed')
   || (!which('containerd-shim-runc-v2') && 'containerd-shim-runc-v2 not installed');
@@ -42,7 +43,7 @@ before(async () => {
     '',
   ].join('\n'));
   const log = openSync(join(dir, 'containerd.log'), 'a');
-  daemon = spawn('containerd', ['--config', join(dir, 'config.toml')], { env, stdio: ['ignore', log, log] });
+  daemon = killAtExit(spawn('containerd', ['--config', join(dir, 'config.toml')], { env, stdio: ['ignore', log, log] }));
   const deadline = Date.now() + 15_000;
   while (!existsSync(sock) || ctr(['version']).status !== 0) {
     if (daemon.exitCode !== null || Date.now() > deadline) {

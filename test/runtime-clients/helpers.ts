@@ -2,9 +2,11 @@
 // and runs of the peer tools with a clean environment and a time limit.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { busyboxMissing, makeBusyboxRootfs } from '../fixtures/busybox-bundle.js';
+import { atExit, removeTree } from '../fixtures/cleanup.js';
 
 export const repo = new URL('../../', import.meta.url).pathname;
 const distKeel = join(repo, 'dist/keel');
@@ -22,7 +24,7 @@ export function which(cmd: string): boolean {
 /** Why client tests cannot run here, or false. */
 export function baseSkip(): string | false {
   if (process.getuid?.() !== 0) return 'needs root';
-  if (!existsSync('/bin/busybox')) return 'busybox-static not installed (the test image is made from it)';
+  if (busyboxMissing) return `${busyboxMissing}: the test image is made from it`;
   if (!existsSync(distKeel)) return 'dist/keel not built (npm run build)';
   return false;
 }
@@ -32,11 +34,13 @@ export function keelHasExec(): boolean {
   return spawnSync(keel, ['exec', '--help'], { env, stdio: 'ignore' }).status === 0;
 }
 
-/** A new directory with a lower-case name (podman takes the path of an oci: layout as an image name). */
+/** A new directory with a lower-case name (podman takes the path of an oci: layout as an image name), removed at exit. */
 export function tempDir(prefix: string): string {
   for (;;) {
     const d = join(tmpdir(), prefix + randomBytes(6).toString('hex'));
-    try { mkdirSync(d, { mode: 0o700 }); return d; } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; }
+    try { mkdirSync(d, { mode: 0o700 }); } catch (err) { if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; continue; }
+    atExit(() => removeTree(d));
+    return d;
   }
 }
 
@@ -57,13 +61,11 @@ export async function makeBusyboxLayout(dir: string, tag: string): Promise<void>
   const { OciLayout, writeLayer, changesFromTree, writeImage, newImageConfig } = await import('../../src/layers/index.js');
   const rootfs = tempDir('keel-clients-rootfs-');
   try {
-    for (const d of ['bin', 'etc', 'tmp', 'proc', 'sys', 'dev', 'root', 'var']) mkdirSync(join(rootfs, d), { recursive: true });
-    chmodSync(join(rootfs, 'tmp'), 0o1777);
-    copyFileSync('/bin/busybox', join(rootfs, 'bin/busybox'));
-    const applets = spawnSync('/bin/busybox', ['--list'], { encoding: 'utf8' }).stdout.split('\n').filter((a) => a && a !== 'busybox');
-    for (const a of applets) symlinkSync('busybox', join(rootfs, 'bin', a));
-    writeFileSync(join(rootfs, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n');
-    writeFileSync(join(rootfs, 'etc/group'), 'root:x:0:\nnobody:x:65534:\n');
+    makeBusyboxRootfs(rootfs, {
+      passwd: 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n',
+      group: 'root:x:0:\nnobody:x:65534:\n',
+    });
+    mkdirSync(join(rootfs, 'var'));
     const store = await OciLayout.create(dir);
     const layer = await writeLayer(store, changesFromTree(rootfs), { compression: 'gzip' });
     await writeImage(store, {

@@ -10,13 +10,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compileSeccomp, syscallTable, type LinuxSeccomp } from '../../src/runtime/seccomp/index.js';
 import { containersDefaultProfile } from './containers-profile.js';
+import { busyboxMissing, busyboxPath } from '../fixtures/busybox-bundle.js';
 
 const gcc = spawnSync('gcc', ['--version']).status === 0;
 const skip = process.arch !== 'x64' ? 'the helper programs are x86_64' : !gcc ? 'gcc not installed' : false;
+/** Tests that also run busybox (a real program) under the filter. */
+const skipBusybox = skip || busyboxMissing || false;
+const busybox = busyboxPath ?? 'busybox';
 
 let dir = '';
 let helper = '';
-let i386ok = false;
+/** Why i386 programs cannot be tested here (set in before()), or '' when they can. */
+let i386Missing = '';
 
 before(() => {
   if (skip) return;
@@ -25,18 +30,16 @@ before(() => {
   const src = new URL('./seccomp-run.c', import.meta.url).pathname;
   const cc = spawnSync('gcc', ['-O1', '-o', helper, src], { encoding: 'utf8' });
   assert.equal(cc.status, 0, cc.stderr);
-  // A probe that runs `probe` (see i386()) builds only where gcc can target i386.
-  i386ok = i386('probe', 20, 0, 0, 0) !== undefined;
+  i386Missing = i386Probe();
 });
 
 after(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Builds a freestanding i386 program that makes syscall NR(a0, a1, a2) and exits with the errno. */
-function i386(name: string, nr: number, a0: number, a1: number, a2: number): string | undefined {
-  const src = join(dir, `${name}.c`);
-  writeFileSync(src, `
+/** The C source of a freestanding i386 program that makes syscall NR(a0, a1, a2) and exits with the errno. */
+function i386Source(nr: number, a0: number, a1: number, a2: number): string {
+  return `
 static long sc(long nr, long a, long b, long c) {
   long ret;
   __asm__ volatile ("int $0x80" : "=a"(ret) : "a"(nr), "b"(a), "c"(b), "d"(c) : "memory");
@@ -47,12 +50,37 @@ void _start(void) {
   sc(1, r < 0 && r > -4096 ? -r : 0, 0, 0);
   for (;;) {}
 }
-`);
+`;
+}
+
+/** Builds that program (see i386Source) as `name`; returns its path, or gcc's complaint. */
+function buildI386(name: string, nr: number, a0: number, a1: number, a2: number): { path: string; error?: undefined } | { path?: undefined; error: string } {
+  const src = join(dir, `${name}.c`);
+  writeFileSync(src, i386Source(nr, a0, a1, a2));
   const out = join(dir, name);
-  const cc = spawnSync('gcc', ['-m32', '-nostdlib', '-static', '-ffreestanding', '-fno-pic', '-O1', '-o', out, src]);
-  if (cc.status !== 0) return undefined;
-  const probe = spawnSync(out);
-  return probe.error ? undefined : out;
+  const cc = spawnSync('gcc', ['-m32', '-nostdlib', '-static', '-ffreestanding', '-fno-pic', '-O1', '-o', out, src], { encoding: 'utf8' });
+  return cc.status === 0 ? { path: out } : { error: (cc.stderr || cc.error?.message || `gcc exit ${cc.status}`).trim().split('\n')[0]! };
+}
+
+function i386(name: string, nr: number, a0: number, a1: number, a2: number): string {
+  const r = buildI386(name, nr, a0, a1, a2);
+  if (r.error !== undefined) throw new Error(`gcc -m32 ${name}: ${r.error}`);
+  return r.path;
+}
+
+/**
+ * Whether this host can build *and run* i386 programs: a probe that calls close(-1) must exit with
+ * EBADF (9). Where the kernel refuses the ELF (no IA32 emulation, or ia32_emulation=0), exec fails
+ * with ENOEXEC and Node's spawn hands the file to /bin/sh, which exits with some other status; so
+ * only the probe's own answer counts. Returns '' when it works, else what is missing.
+ */
+function i386Probe(): string {
+  const built = buildI386('probe', 6, -1, 0, 0);
+  if (built.error !== undefined) return `gcc cannot build i386 programs here (${built.error})`;
+  const r = spawnSync(built.path, [], { encoding: 'utf8', timeout: 10_000 });
+  if (r.status === 9) return '';
+  const got = r.error ? r.error.message : r.signal ? `signal ${r.signal}` : `exit status ${r.status}${r.stderr.trim() ? `, stderr "${r.stderr.trim().split('\n')[0]}"` : ''}`;
+  return `this kernel does not run i386 programs (a static i386 probe gave ${got}, not its own exit status 9)`;
 }
 
 let seq = 0;
@@ -72,7 +100,7 @@ const probeMkdir = (mode = '755') => [helper, 'mkdir', join(dir, `d${seq}`), mod
 const probeCall = (nr: number | string, ...args: (number | bigint | string)[]) => [helper, 'call', String(nr), ...args.map(String)];
 const GETPID = 39;
 
-test('SCMP_ACT_ERRNO(n) makes mkdir fail with errno n; unlisted syscalls pass', { skip }, () => {
+test('SCMP_ACT_ERRNO(n) makes mkdir fail with errno n; unlisted syscalls pass', { skip: skipBusybox }, () => {
   const profile: LinuxSeccomp = {
     defaultAction: 'SCMP_ACT_ALLOW',
     syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 42 }],
@@ -83,7 +111,7 @@ test('SCMP_ACT_ERRNO(n) makes mkdir fail with errno n; unlisted syscalls pass', 
   const ok = runUnder({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['rmdir'], action: 'SCMP_ACT_ERRNO' }] }, probeMkdir());
   assert.equal(ok.stdout, 'errno=0');
   // busybox, a real program, sees the same errno (42 = ENOMSG).
-  const bb = runUnder(profile, ['/bin/busybox', 'mkdir', join(dir, 'bb')]);
+  const bb = runUnder(profile, [busybox, 'mkdir', join(dir, 'bb')]);
   assert.notEqual(bb.status, 0);
   assert.match(bb.stderr, /No message of desired type/);
 });
@@ -167,8 +195,8 @@ test('SCMP_ACT_NOTIFY: the filter is installed with NEW_LISTENER and the listene
 
 test('x86 (i386) processes are filtered with i386 numbers, socket() also through socketcall()', { skip }, (t) => {
   // The VM lane's guest kernel runs i386 programs: there the test must run, not skip.
-  if (!i386ok && process.env.KEEL_VM_GUEST === '1') assert.fail('the guest kernel should run i386 programs built by gcc -m32');
-  if (!i386ok) return t.skip('gcc cannot build i386 programs or the kernel cannot run them');
+  if (i386Missing && process.env.KEEL_VM_GUEST === '1') assert.fail(`the guest kernel should run i386 programs: ${i386Missing}`);
+  if (i386Missing) return t.skip(i386Missing);
   const profile: LinuxSeccomp = {
     defaultAction: 'SCMP_ACT_ALLOW',
     architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86'],
@@ -177,10 +205,10 @@ test('x86 (i386) processes are filtered with i386 numbers, socket() also through
       { names: ['socket'], action: 'SCMP_ACT_ERRNO', errnoRet: 55 },
     ],
   };
-  const mkdir32 = i386('mkdir32', 39, 0, 0o755, 0)!; // mkdir(NULL): EFAULT unless filtered
-  const socketcall32 = i386('socketcall32', 102, 1, 0, 0)!; // socketcall(SYS_SOCKET, NULL)
-  const socket32 = i386('socket32', 359, 2, 1, 0)!; // socket(AF_INET, SOCK_STREAM, 0)
-  const getpid32 = i386('getpid32', 20, 0, 0, 0)!;
+  const mkdir32 = i386('mkdir32', 39, 0, 0o755, 0); // mkdir(NULL): EFAULT unless filtered
+  const socketcall32 = i386('socketcall32', 102, 1, 0, 0); // socketcall(SYS_SOCKET, NULL)
+  const socket32 = i386('socket32', 359, 2, 1, 0); // socket(AF_INET, SOCK_STREAM, 0)
+  const getpid32 = i386('getpid32', 20, 0, 0, 0);
   assert.equal(spawnSync(mkdir32).status, 14, 'unfiltered: EFAULT');
   assert.equal(runUnder(profile, [mkdir32]).status, 66);
   assert.equal(runUnder(profile, [socketcall32]).status, 55);
@@ -203,7 +231,7 @@ test('x32 numbers (bit 30) are a bad architecture unless SCMP_ARCH_X32 is listed
   assert.equal(runUnder(profile, probeCall(GETPID)).stdout, 'ret=-1 errno=44');
 });
 
-test('a Docker-sized allow-list profile loads and runs busybox; what it leaves out is refused', { skip }, () => {
+test('a Docker-sized allow-list profile loads and runs busybox; what it leaves out is refused', { skip: skipBusybox }, () => {
   const denied = new Set(['mount', 'umount2', 'reboot', 'kexec_load', 'init_module', 'swapon', 'unshare']);
   const names = new Set<string>();
   for (const arch of ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32']) {
@@ -223,18 +251,18 @@ test('a Docker-sized allow-list profile loads and runs busybox; what it leaves o
       { names: ['clone'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 0x7e020000, valueTwo: 0, op: 'SCMP_CMP_MASKED_EQ' }] },
     ],
   };
-  const r = runUnder(profile, ['/bin/busybox', 'sh', '-c', 'echo hello; /bin/busybox true']);
+  const r = runUnder(profile, [busybox, 'sh', '-c', `echo hello; ${busybox} true`]);
   assert.ok(r.compiled.length < 300, `contiguous allowed numbers collapse into ranges (${r.compiled.length} instructions)`);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, 'hello');
-  const m = runUnder(profile, ['/bin/busybox', 'mount', '-t', 'tmpfs', 'none', dir]);
+  const m = runUnder(profile, [busybox, 'mount', '-t', 'tmpfs', 'none', dir]);
   assert.notEqual(m.status, 0);
   assert.match(m.stderr, /permission denied|Operation not permitted/); // busybox words EPERM so
-  const u = runUnder(profile, ['/bin/busybox', 'unshare', '-n', 'true']);
+  const u = runUnder(profile, [busybox, 'unshare', '-n', 'true']);
   assert.notEqual(u.status, 0);
 });
 
-test('a long program (conditions on every syscall, jumps over 255 instructions) loads and decides right', { skip }, () => {
+test('a long program (conditions on every syscall, jumps over 255 instructions) loads and decides right', { skip: skipBusybox }, () => {
   const MAGIC = 0xdead0000beefn;
   const table = syscallTable('SCMP_ARCH_X86_64')!;
   const profile: LinuxSeccomp = {
@@ -248,7 +276,7 @@ test('a long program (conditions on every syscall, jumps over 255 instructions) 
       },
     ],
   };
-  const r = runUnder(profile, ['/bin/busybox', 'sh', '-c', 'echo hello']);
+  const r = runUnder(profile, [busybox, 'sh', '-c', 'echo hello']);
   assert.ok(r.compiled.length > 1000, `${r.compiled.length} instructions`);
   assert.ok(r.compiled.instructions.some((i) => i.code === 0x05 && i.k > 255), 'has long jumps');
   assert.equal(r.status, 0, r.stderr);
@@ -259,10 +287,10 @@ test('a long program (conditions on every syscall, jumps over 255 instructions) 
   assert.match(miss.stdout, /^ret=\d+ errno=0$/);
 });
 
-test("containers-common's default profile: busybox works under it; what it leaves out is refused", { skip }, (t) => {
+test("containers-common's default profile: busybox works under it; what it leaves out is refused", { skip: skipBusybox }, (t) => {
   const profile = containersDefaultProfile();
   if (!profile) return t.skip('containers-common seccomp.json not installed');
-  const r = runUnder(profile, ['/bin/busybox', 'sh', '-c', 'echo hello; /bin/busybox ls / >/dev/null && echo ls-ok']);
+  const r = runUnder(profile, [busybox, 'sh', '-c', `echo hello; ${busybox} ls / >/dev/null && echo ls-ok`]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout, 'hello\nls-ok');
   // Left out for podman's default capabilities: kexec_load (246), init_module (175), open_by_handle_at (304).

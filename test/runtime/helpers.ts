@@ -1,37 +1,33 @@
-// Test helpers: busybox bundles from ../shared/fixtures and the built keel CLI under a private --root.
+// Test helpers: busybox bundles (test/fixtures/busybox-bundle.ts) and the built keel CLI under a
+// private --root. Every directory made here is removed when the test process ends.
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, openSync, closeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, existsSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { busyboxMissing, makeBusyboxBundle } from '../fixtures/busybox-bundle.js';
+export { BUNDLE_HOSTNAME, busyboxPath } from '../fixtures/busybox-bundle.js';
+import { atExit, removeTree, tempDir as removedAtExit } from '../fixtures/cleanup.js';
 
 export const repo = new URL('../../', import.meta.url).pathname;
 export const keelBin = join(repo, 'dist/keel');
-const fixture = join(repo, '../shared/fixtures/busybox-bundle.sh');
 
-export const canRunContainers = process.getuid?.() === 0 && existsSync('/bin/busybox') && existsSync(keelBin);
-export const skipReason = process.getuid?.() !== 0 ? 'needs root' : !existsSync('/bin/busybox') ? 'busybox-static not installed' : 'dist/keel not built (npm run build)';
+/** Why containers cannot be run here, or undefined. */
+export const skipReason: string | undefined = process.getuid?.() !== 0 ? 'needs root' : busyboxMissing
+  ?? (existsSync(keelBin) ? undefined : 'dist/keel not built (npm run build)');
+export const canRunContainers = skipReason === undefined;
 
 export function which(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
 
-/** A fresh directory removed by `cleanup()`. */
+/** A fresh directory, removed when the test process ends. */
 export function tempDir(prefix = 'keel-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return removedAtExit(prefix);
 }
 
 /** Makes a busybox bundle in a new temp dir running `args`; `edit` may change its config. */
 export function makeBundle(args: string[], edit?: (config: any) => void): string {
-  const dir = join(tempDir('keel-bundle-'), 'bundle');
-  const r = spawnSync('bash', [fixture, dir, ...args], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`busybox-bundle.sh failed: ${r.stderr}`);
-  if (edit) {
-    const path = join(dir, 'config.json');
-    const config = JSON.parse(readFileSync(path, 'utf8'));
-    edit(config);
-    writeFileSync(path, JSON.stringify(config, null, 2));
-  }
-  return dir;
+  return makeBusyboxBundle(join(tempDir('keel-bundle-'), 'bundle'), args, edit);
 }
 
 export interface Keel {
@@ -66,17 +62,24 @@ export function spawnCaptured(cmd: string, args: string[], opts: { cwd?: string;
   }
 }
 
-/** The keel CLI with its own --root; `cleanup()` force-deletes whatever containers remain. */
+/**
+ * The keel CLI with its own --root; `cleanup()` force-deletes whatever containers remain and removes
+ * the root. It also runs when the test process ends, if no one called it.
+ */
 export function keelWithRoot(): Keel {
   const root = tempDir('keel-root-');
   const fn = ((args: string[], opts: { cwd?: string; input?: string; timeout?: number } = {}) =>
     spawnCaptured(keelBin, ['--root', root, ...args], { cwd: opts.cwd, input: opts.input, timeout: opts.timeout ?? 30_000 })) as Keel;
   fn.root = root;
+  let done = false;
   fn.cleanup = () => {
+    if (done || !existsSync(root)) return;
+    done = true;
     const l = fn(['list', '-q']);
     for (const id of l.stdout.split('\n').filter(Boolean)) fn(['delete', '--force', id]);
-    rmSync(root, { recursive: true, force: true });
+    removeTree(root);
   };
+  atExit(fn.cleanup);
   return fn;
 }
 

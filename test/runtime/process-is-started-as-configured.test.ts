@@ -7,6 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { canRunContainers, skipReason, keelWithRoot, keelBin, shBundle, argsBundle, tempDir, which, waitFor } from './helpers.js';
+import { killAtExit, killChild } from '../fixtures/cleanup.js';
 
 const skip = canRunContainers ? false : skipReason;
 const keel = keelWithRoot();
@@ -113,26 +114,35 @@ test('terminal: the pty master goes to --console-socket; the process has the pty
   const dir = tempDir('keel-console-');
   const sock = join(dir, 'console.sock');
   const out = join(dir, 'out');
-  const receiver = spawn('python3', ['-c', RECEIVER, sock, out], { stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((res) => receiver.stdout!.once('data', () => res()));
-  const b = shBundle('tty; stty size; [ -t 0 ] && echo stdin-is-tty; echo ctty=$(cut -d" " -f7 /proc/$$/stat); echo done', (c) => {
-    c.process.terminal = true;
-    c.process.consoleSize = { height: 33, width: 111 };
-  });
-  const cr = keel(['create', '--console-socket', sock, '--bundle', b, 'tty1']);
-  assert.equal(cr.status, 0, cr.stderr);
-  assert.equal(keel(['start', 'tty1']).status, 0);
-  const code = await new Promise<number | null>((res) => receiver.once('exit', res));
-  assert.equal(code, 0, 'the receiver got the master and read to the end');
-  const text = readFileSync(out, 'utf8').replace(/\r/g, '');
-  assert.match(text, /^fds=1$/m, 'exactly one fd was sent');
-  assert.match(text, /^\/dev\/pts\/0$/m, 'tty names the pty slave');
-  assert.match(text, /^33 111$/m, 'consoleSize applied');
-  assert.match(text, /^stdin-is-tty$/m);
-  assert.match(text, /^ctty=(?!0$)\d+$/m, 'the pty is the controlling terminal (tty_nr of the shell is not 0)');
-  assert.match(text, /^done$/m);
-  assert.ok(waitFor(() => JSON.parse(keel(['state', 'tty1']).stdout).status === 'stopped'), 'the container stopped');
-  keel(['delete', 'tty1']);
+  // Killed however the test ends: a receiver left waiting would keep the test process alive.
+  const receiver = killAtExit(spawn('python3', ['-c', RECEIVER, sock, out], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const exited = new Promise<number | null>((res) => receiver.once('exit', res));
+  try {
+    const listening = await Promise.race([
+      new Promise<boolean>((res) => receiver.stdout!.once('data', () => res(true))),
+      exited.then(() => false),
+    ]);
+    assert.ok(listening, 'the console-socket receiver listens');
+    const b = shBundle('tty; stty size; [ -t 0 ] && echo stdin-is-tty; echo ctty=$(cut -d" " -f7 /proc/$$/stat); echo done', (c) => {
+      c.process.terminal = true;
+      c.process.consoleSize = { height: 33, width: 111 };
+    });
+    const cr = keel(['create', '--console-socket', sock, '--bundle', b, 'tty1']);
+    assert.equal(cr.status, 0, cr.stderr);
+    assert.equal(keel(['start', 'tty1']).status, 0);
+    assert.equal(await exited, 0, 'the receiver got the master and read to the end');
+    const text = readFileSync(out, 'utf8').replace(/\r/g, '');
+    assert.match(text, /^fds=1$/m, 'exactly one fd was sent');
+    assert.match(text, /^\/dev\/pts\/0$/m, 'tty names the pty slave');
+    assert.match(text, /^33 111$/m, 'consoleSize applied');
+    assert.match(text, /^stdin-is-tty$/m);
+    assert.match(text, /^ctty=(?!0$)\d+$/m, 'the pty is the controlling terminal (tty_nr of the shell is not 0)');
+    assert.match(text, /^done$/m);
+    assert.ok(waitFor(() => JSON.parse(keel(['state', 'tty1']).stdout).status === 'stopped'), 'the container stopped');
+  } finally {
+    killChild(receiver);
+    keel(['delete', '--force', 'tty1']);
+  }
 });
 
 test('terminal without --console-socket on create is refused with one line', { skip }, () => {

@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { canRunContainers, skipReason, keelWithRoot, shBundle, spawnCaptured, tempDir, which, waitFor } from './helpers.js';
+import { busyboxPath, canRunContainers, skipReason, keelWithRoot, shBundle, spawnCaptured, tempDir, which, waitFor } from './helpers.js';
 
 const skip = canRunContainers ? false : skipReason;
 const keel = keelWithRoot();
@@ -110,7 +110,7 @@ test('rootfsPropagation private, slave and unbindable set / as asked', { skip },
 test('bind and rbind: ro, nosuid, nodev, noexec apply; rbind brings submounts, bind does not', { skip }, () => {
   const src = tempDir('keel-bind-');
   mkdirSync(join(src, 'sub'));
-  copyFileSync('/bin/busybox', join(src, 'busybox'));
+  copyFileSync(busyboxPath!, join(src, 'busybox'));
   spawnCaptured('mount', ['-t', 'tmpfs', 'tmpfs', join(src, 'sub')]);
   hostMounts.push(join(src, 'sub'));
   writeFileSync(join(src, 'sub/in-submount'), 'x');

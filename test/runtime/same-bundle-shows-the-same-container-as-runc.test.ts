@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { canRunContainers, skipReason, keelWithRoot, makeBundle, spawnCaptured, tempDir, which } from './helpers.js';
+import { BUNDLE_HOSTNAME, canRunContainers, skipReason, keelWithRoot, makeBundle, spawnCaptured, tempDir, which } from './helpers.js';
 
 const skip = !canRunContainers ? skipReason : !which('runc') ? 'runc not installed' : false;
 const keel = keelWithRoot();
@@ -108,7 +108,7 @@ test('the default busybox bundle: keel shows the process what runc shows it', { 
   const { runc, keel: k } = runBoth(bundle, 'dflt');
   compare(runc, k);
   // And the absolute expectations, so a bug shared by both runtimes would show too.
-  assert.deepEqual(k.hostname, ['bench']);
+  assert.deepEqual(k.hostname, [BUNDLE_HOSTNAME]);
   assert.deepEqual(k.id, ['uid=0(root) gid=0(root)'], 'root with no supplementary groups');
   assert.ok(k.env!.includes('HOME=/root'), 'HOME comes from /etc/passwd');
   assert.deepEqual(k.caps, ['CapInh:\t0000000000000000', 'CapPrm:\t0000000020000420', 'CapEff:\t0000000020000420', 'CapBnd:\t0000000020000420', 'CapAmb:\t0000000000000000']);

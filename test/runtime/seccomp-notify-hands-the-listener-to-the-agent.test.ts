@@ -30,13 +30,14 @@ while True:
     nid = struct.unpack_from('Q', buf, 0)[0]
     fcntl.ioctl(fd, SEND, bytearray(struct.pack('QqiI', nid, 0, -13, 0)))
 `;
+import { killAtExit } from '../fixtures/cleanup.js';
 
 test('SCMP_ACT_NOTIFY: the agent at listenerPath gets the listener fd and the process state, and answers for the kernel', { skip: canRunContainers ? (which('python3') ? false : 'python3 not installed') : skipReason }, async () => {
   const dir = tempDir();
   const sock = join(dir, 'agent.sock');
   const out = join(dir, 'agent.json');
   writeFileSync(join(dir, 'agent.py'), AGENT);
-  const agent = spawn('python3', [join(dir, 'agent.py'), sock, out], { stdio: 'inherit' });
+  const agent = killAtExit(spawn('python3', [join(dir, 'agent.py'), sock, out], { stdio: 'inherit' }));
   try {
     assert.ok(waitFor(() => existsSync(out + '.ready'), 10_000), 'the agent listens');
     const bundle = makeBundle(['sh', '-c', 'mkdir /tmp/x 2>&1; echo rc=$?'], (c) => {

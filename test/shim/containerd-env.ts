@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { baseSkip, describe, env, makeBusyboxLayout, repo, run, tempDir, which } from '../runtime-clients/helpers.js';
+import { killAtExit } from '../fixtures/cleanup.js';
 
 export const SHIM = join(repo, 'dist/containerd-shim-keel-v2');
 export const KEEL_RUNTIME = 'io.containerd.keel.v2';
@@ -53,7 +54,7 @@ export class Containerd {
       '',
     ].join('\n'));
     const log = openSync(join(this.dir, 'containerd.log'), 'a');
-    this.daemon = spawn('containerd', ['--config', join(this.dir, 'config.toml')], { env: this.env, stdio: ['ignore', log, log] });
+    this.daemon = killAtExit(spawn('containerd', ['--config', join(this.dir, 'config.toml')], { env: this.env, stdio: ['ignore', log, log] }));
     const deadline = Date.now() + 20_000;
     while (!existsSync(this.sock) || this.ctr(['version']).status !== 0) {
       if (this.daemon.exitCode !== null || Date.now() > deadline) return `containerd did not start here: ${this.logTail(3)}`;
