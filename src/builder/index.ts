@@ -13,7 +13,7 @@
  *
  *   await prune({ store, all })   empties the build cache (all: the stored images too)
  *   BuildStore.open(dir)          the store (see store.ts for its layout and consistency rules)
- *   pullImage / pushImage / RegistryClient   the distribution-spec client (registry.ts)
+ *   pullImage / pushImage(s) / pushDocument / RegistryClient   the distribution-spec client (registry.ts)
  *   parseReference / familiarName            image references with Docker's defaults
  *
  * FROM takes `scratch`, another stage, `oci-layout://DIR[:TAG]`, an image of keel's store
@@ -23,8 +23,9 @@ export { build, StepError } from './build.js';
 export type { BuildOptions, BuildResult, OutputSpec, SecretSource, RegistryAccess } from './build.js';
 export { BuildStore, defaultStoreRoot } from './store.js';
 export type { CacheRecord, LayerRecord } from './store.js';
-export { pullImage, pushImage, RegistryClient } from './registry.js';
-export type { RegistryOptions, PushReport } from './registry.js';
+export { pullImage, pushDocument, RegistryClient } from './registry.js';
+export { pushImage, pushImages } from './export.js';
+export type { RegistryOptions, PushReport, PushDocument } from './registry.js';
 export { parseReference, familiarName, fullName } from './imageref.js';
 export type { ImageReference } from './imageref.js';
 export type { ProgressMode } from './progress.js';
