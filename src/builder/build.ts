@@ -24,7 +24,9 @@ import { parsePlatform, type ImageResolver } from './images.js';
 import { createProgress } from './progress.js';
 import { unmountAll } from './mount.js';
 import { Builder } from './graph.js';
-import { writeOutputs, registryOptions } from './export.js';
+import { writeOutputs, registryOptions, layerBlob } from './export.js';
+import { CacheImports, exportCache } from './cache.js';
+import type { ContentDescriptor } from '../spec/index.js';
 import type { BuildOptions, BuildResult } from './types.js';
 
 export type { OutputSpec, SecretSource, BuildOptions, RegistryAccess, BuildResult } from './types.js';
@@ -72,9 +74,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     };
   }
   const builder = new Builder(opts, store, plan, ctx, snaps, progress, workDir, platform, resolver);
-  if (outputs.some((o) => o.type === 'store' || o.type === 'registry')) {
-    for (let s: Stage | undefined = plan.target; s; s = s.base.kind === 'stage' ? plan.stages[s.base.index] : undefined) builder.blobStages.add(s.index);
-  }
+  // The stages whose layers make the image: the target and the stages it is FROM.
+  const imageStages = new Set<number>();
+  for (let s: Stage | undefined = plan.target; s; s = s.base.kind === 'stage' ? plan.stages[s.base.index] : undefined) imageStages.add(s.index);
+  if (outputs.some((o) => o.type === 'store' || o.type === 'registry')) for (const i of imageStages) builder.blobStages.add(i);
 
   // An interrupted build stops its containers, unmounts and removes its work directory, then exits
   // with 128 + the signal's number, as a shell reports it.
@@ -94,14 +97,25 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   for (const s of signals) process.once(s, onSignal);
   let ok = false;
   try {
+    if (opts.cacheFrom?.length) builder.cacheImports = await CacheImports.open(opts.cacheFrom, registryOptions(opts.registry), progress);
     const img = await builder.run();
     ctx.save();
     const out = await writeOutputs(store, [img], { outputs, tags, compression: opts.compression ?? 'gzip', registry: opts.registry, progress, workDir });
+    recordImportedHits(store, builder.importedHits);
+    const cacheExports: ContentDescriptor[] = [];
+    for (const spec of opts.cacheTo ?? []) {
+      try {
+        cacheExports.push(await exportCache(store, { records: builder.records, imageStages, layerBlob: (d) => layerBlob(store, d, 'gzip') }, spec, registryOptions(opts.registry), progress));
+      } catch (err) {
+        if (!spec.ignoreError) throw err;
+        progress.info(`warning: ${(err as Error).message}`);
+      }
+    }
     ok = true;
     const first = out.images[0]!;
     return {
       manifestDigest: out.top.digest, configDigest: first.config.digest, config: first.doc,
-      tags: out.written, steps: builder.steps, cached: builder.cached, pushes: out.pushes,
+      tags: out.written, steps: builder.steps, cached: builder.cached, pushes: out.pushes, cacheExports,
     };
   } finally {
     // A failed build still lets the layers being written finish (or fail) before it cleans up.
@@ -112,5 +126,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     unlock();
     progress.close();
     if (problems.length && ok) throw new KeelError(`cleanup: ${problems[0]}`);
+  }
+}
+
+/**
+ * Local cache records for the steps an imported cache gave whose layers are in the store now (the
+ * image's layers, fetched for the outputs): the next build finds them without --cache-from.
+ */
+function recordImportedHits(store: BuildStore, hits: Builder['importedHits']): void {
+  for (const h of hits) {
+    if (h.layer) {
+      const rec = store.layerRecord(h.layer.diffID);
+      if (!rec || Object.keys(rec.blobs).length === 0) continue;
+    }
+    store.putCacheRecord(h.key, h.layer ? { v: 2, layer: h.layer, created: h.created } : { v: 2, created: h.created });
   }
 }

@@ -17,6 +17,7 @@ import type { ImageReference } from './imageref.js';
  * the uncompressed blob when missing. Base-image layers keep the blob they came with.
  */
 export async function layerBlob(store: BuildStore, diffID: string, want: CompressionName | 'any'): Promise<BlobRef> {
+  await store.ensureLayer(diffID);
   const rec = store.layerRecord(diffID);
   if (!rec) throw new KeelError(`layer ${diffID}: no record in the store`);
   const any = rec.blobs.none ?? rec.blobs.gzip ?? rec.blobs.zstd;

@@ -9,7 +9,7 @@
  *   (default /var/lib/keel as root, $XDG_DATA_HOME/keel otherwise), buildContexts (named contexts:
  *   a directory or oci-layout://DIR[:TAG]), secrets ({ id: { src | env } }), progress ('auto' |
  *   'plain' | 'tty' | 'quiet') and progressStream, sourceDateEpoch, registry ({ insecure, auth,
- *   offline }). Errors are KeelErrors; a failing step is a StepError `FILE:LINE: INSTRUCTION: why`.
+ *   offline }), cacheTo / cacheFrom (BuildKit-format build caches, see cache.ts). Errors are KeelErrors; a failing step is a StepError `FILE:LINE: INSTRUCTION: why`.
  *
  *   await prune({ store, all })   empties the build cache (all: the stored images too)
  *   BuildStore.open(dir)          the store (see store.ts for its layout and consistency rules)
@@ -29,6 +29,8 @@ export type { RegistryOptions, PushReport, PushDocument } from './registry.js';
 export { parseReference, familiarName, fullName } from './imageref.js';
 export type { ImageReference } from './imageref.js';
 export type { ProgressMode } from './progress.js';
+export { parseCacheOption, CACHE_CONFIG_MEDIA_TYPE } from './cache.js';
+export type { CacheExportSpec, CacheImportSpec } from './cache.js';
 
 /** Empties the build cache of a store; with `all`, its images too. Waits for running builds. */
 export async function prune(opts: { store?: string; all?: boolean } = {}): Promise<{ freedBytes: number; removedImages: number }> {

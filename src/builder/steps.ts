@@ -19,6 +19,7 @@ import { prepareMounts, mountOverlay, unmount } from './mount.js';
 import { resolveInRoot, lstatOrUndefined, components } from './rootpath.js';
 import { copyEntry, copyChildren, ensureDir, fileTarget, isDirInRoot, writeFileEntry, type Owner, type CopyOptions } from './copy.js';
 import { runStep, prepareMountPoints, cleanMountPoints, DEFAULT_PATH } from './run.js';
+import { fetchImportedLayer, type CacheImports, type StepRecord } from './cache.js';
 import {
   type BuildOptions, type ImageState, type History, type StepContext, StepError, stepError, keyOf, trace, readSourceDateEpoch, isoOf,
 } from './types.js';
@@ -138,6 +139,13 @@ export abstract class StepExecutor {
     this.buildTime = this.epoch !== undefined ? isoOf(this.epoch) : new Date().toISOString();
   }
 
+  /** Every step with a cache key this build met, by key (what --cache-to exports). */
+  readonly records = new Map<string, StepRecord>();
+  /** Caches given with --cache-from. */
+  cacheImports: CacheImports | undefined;
+  /** Steps found in an imported cache (local records are written for them once their layers are here). */
+  readonly importedHits: { key: string; layer?: { diffID: string; snapshot: string }; created: string }[] = [];
+
   protected async mounts(): Promise<void> {
     if (!this.mountsReady) {
       await prepareMounts();
@@ -164,14 +172,26 @@ export abstract class StepExecutor {
   ): Promise<void> {
     this.steps++;
     const step = this.progress.step(sc.position, instr.original);
+    const parent = this.records.has(state.fsKey) ? state.fsKey : undefined;
     try {
-      const hit = this.opts.noCache ? undefined : this.store.cacheRecord(key);
-      if (hit && (!hit.layer || this.usable(hit.layer))) {
+      const record = this.opts.noCache ? undefined : this.store.cacheRecord(key);
+      const local = record && (!record.layer || this.usable(record.layer)) ? record : undefined;
+      const imported = local || this.opts.noCache ? undefined : this.cacheImports?.lookup(key);
+      if (local || imported) {
         this.cached++;
-        this.applyLayer(state, hit.layer, key);
-        const created = this.epoch !== undefined ? this.buildTime : hit.created;
-        this.history(state, instr, createdBy, !hit.layer, created);
+        let layer = local?.layer;
+        if (imported) {
+          // From an imported cache: its blob is fetched when something needs the layer.
+          const l = imported.layer;
+          layer = l ? { diffID: l.diffID, snapshot: this.store.newSnapshotId(key) } : undefined;
+          if (l) this.store.addFetcher(l.diffID, () => fetchImportedLayer(this.store, l));
+          this.importedHits.push({ key, layer, created: imported.created });
+        }
+        this.applyLayer(state, layer, key);
+        const created = this.epoch !== undefined ? this.buildTime : (local ?? imported)!.created;
+        this.history(state, instr, createdBy, !layer, created);
         state.created = created;
+        this.records.set(key, { parent, layer: layer && { diffID: layer.diffID }, created, stage: sc.stage.index });
         step.cached();
         return;
       }
@@ -199,7 +219,7 @@ export abstract class StepExecutor {
       after?.();
       trace(`${instr.original.slice(0, 40)}: exec`);
       const created = this.epoch !== undefined ? this.buildTime : new Date().toISOString();
-      const parent = state.layers[state.layers.length - 1];
+      const below = state.layers[state.layers.length - 1];
       if (fs.readdirSync(upper).length > 0) {
         // The upper dir becomes the layer's snapshot now (the next step stacks on it at once);
         // the layer blob and its diff ID are made meanwhile, and the step is recorded in the cache
@@ -207,12 +227,14 @@ export abstract class StepExecutor {
         const id = this.store.newSnapshotId(key);
         const path = await this.store.placeSnapshot(id, upper);
         this.snaps.pending.add(id);
-        const job = this.layerJob(instr, sc.stage, id, path, key, created, parent);
+        const job = this.layerJob(instr, sc.stage, id, path, key, created, below);
         state.layers = [...state.layers, { id, diffID: job }];
         state.fsKey = key;
+        this.records.set(key, { parent, layer: { diffID: job }, created, stage: sc.stage.index });
       } else {
+        this.records.set(key, { parent, created, stage: sc.stage.index });
         const job = (async () => {
-          if (parent) await parent.diffID;
+          if (below) await below.diffID;
           this.store.putCacheRecord(key, { v: 2, created });
         })();
         this.jobs.push(job);
@@ -220,7 +242,7 @@ export abstract class StepExecutor {
         state.fsKey = key;
       }
       fs.rmSync(dir, { recursive: true, force: true });
-      this.history(state, instr, createdBy, state.layers[state.layers.length - 1] === parent, created);
+      this.history(state, instr, createdBy, state.layers[state.layers.length - 1] === below, created);
       state.created = created;
       step.done();
     } catch (err) {

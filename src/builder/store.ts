@@ -215,6 +215,31 @@ export class BuildStore {
     return next;
   }
 
+  // ---- layers fetched on demand ----
+
+  private readonly fetchers = new Map<string, () => Promise<void>>();
+  private readonly fetching = new Map<string, Promise<void>>();
+
+  /** A way to bring a layer's blobs into the store when a build needs them (a layer of an imported cache). */
+  addFetcher(diffID: string, fetch: () => Promise<void>): void {
+    if (!this.fetchers.has(diffID)) this.fetchers.set(diffID, fetch);
+  }
+
+  /** Brings a layer's blobs into the store when it has none yet and a fetcher knows where they are. */
+  async ensureLayer(diffID: string): Promise<void> {
+    const rec = this.layerRecord(diffID);
+    if (rec && Object.keys(rec.blobs).length > 0) return;
+    const fetch = this.fetchers.get(diffID);
+    if (!fetch) return;
+    let p = this.fetching.get(diffID);
+    if (!p) {
+      p = fetch();
+      this.fetching.set(diffID, p);
+      p.catch(() => this.fetching.delete(diffID));
+    }
+    await p;
+  }
+
   // ---- snapshots ----
 
   /** The id of a base image layer's snapshot: 12 hex digits of its chain ID. */

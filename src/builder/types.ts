@@ -3,7 +3,7 @@
 // another in a circle: build.ts → graph.ts → steps.ts → (run, copy, mount, snapshots ...), and
 // export.ts / registry.ts beside them; every one of them takes its shared types from here.
 import { createHash } from 'node:crypto';
-import type { ImageConfig } from '../spec/index.js';
+import type { ImageConfig, ContentDescriptor } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import type { Instruction, Stage } from '../dockerfile/index.js';
 import type { LayerRef } from './snapshots.js';
@@ -11,6 +11,7 @@ import type { Platform } from './images.js';
 import type { StageScope } from '../dockerfile/index.js';
 import type { ProgressMode } from './progress.js';
 import type { PushReport } from './registry.js';
+import type { CacheExportSpec, CacheImportSpec } from './cache.js';
 
 export type OutputSpec =
   | { type: 'store' }
@@ -59,6 +60,10 @@ export interface BuildOptions {
   registry?: RegistryAccess;
   /** The most one layer of a base image may unpack to (default: the store's free space less a margin). */
   maxUnpackedSize?: number;
+  /** Where to export the build cache (`--cache-to`), in BuildKit's cache format. */
+  cacheTo?: CacheExportSpec[];
+  /** Caches to use (`--cache-from`): their steps are cache hits as if built in this store. */
+  cacheFrom?: CacheImportSpec[];
 }
 
 export interface RegistryAccess {
@@ -82,6 +87,8 @@ export interface BuildResult {
   tags: string[];
   steps: number;
   cached: number;
+  /** The cache manifests exported (--cache-to), in the order given. */
+  cacheExports: ContentDescriptor[];
   /** What each push did (type=registry). */
   pushes: PushReport[];
 }

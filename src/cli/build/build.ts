@@ -33,6 +33,7 @@ export class BuildCommand extends KeelCommand {
       'RUN steps run in containers of keel\'s runtime, in-process, on overlay snapshots; `--runtime PATH` runs them with an OCI runtime CLI (runc, crun) instead.',
       'Where the image goes: by default into the store, tagged with each -t (FROM finds it there by name). `--output type=oci,dest=DIR` writes an OCI layout (ref names: the tags of -t, else latest), `type=oci-archive,dest=FILE` an OCI archive, `type=registry` pushes to every -t NAME:TAG. On success the image\'s manifest digest is printed.',
       'FROM takes scratch, a stage, oci-layout://DIR[:TAG], an image of the store, or a registry reference (pulled; registries on the loopback interface and --insecure-registry hosts use plain HTTP).',
+      '`--cache-to` exports the build cache in BuildKit\'s cache format (application/vnd.buildkit.cacheconfig.v0) to an OCI layout directory or a registry reference; `--cache-from` uses such a cache: its steps are cache hits as if built here, their layers fetched only when needed.',
     ].join('\n\n'),
     examples: [
       ['Build into the store', 'keel-build build -t app:1 .'],
@@ -60,6 +61,8 @@ export class BuildCommand extends KeelCommand {
   offline = Option.Boolean('--offline', false, { description: 'never pull from a registry' });
   quiet = Option.Boolean('-q,--quiet', false, { description: 'no progress; print the digest only' });
   maxSize = Option.String('--max-unpacked-size', { description: 'SIZE (e.g. 10G): the most a base image\'s layer may unpack to (default: the store\'s free space less a margin)' });
+  cacheTo = Option.Array('--cache-to', [], { description: 'type=local,dest=DIR[,mode=min|max] | type=registry,ref=NAME:TAG[,mode=min|max]: export the build cache (repeatable)' });
+  cacheFrom = Option.Array('--cache-from', [], { description: 'type=local,src=DIR | type=registry,ref=NAME:TAG (or just NAME:TAG): use a build cache (repeatable)' });
   iidfile = Option.String('--iidfile', { description: 'write the image\'s manifest digest to this file' });
   contextDir = Option.String({ name: 'CONTEXT' });
 
@@ -102,8 +105,10 @@ export class BuildCommand extends KeelCommand {
       for await (const c of this.context.stdin as unknown as AsyncIterable<unknown>) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
       dockerfileText = Buffer.concat(chunks).toString('utf8');
     }
-    const { build } = await import('../../builder/index.js');
     const maxUnpackedSize = this.maxSize === undefined ? undefined : (await import('../../layers/index.js')).parseSize(this.maxSize, '--max-unpacked-size');
+    const { build, parseCacheOption } = await import('../../builder/index.js');
+    const cacheTo = this.cacheTo.map((c) => parseCacheOption(c, '--cache-to') as import('../../builder/index.js').CacheExportSpec);
+    const cacheFrom = this.cacheFrom.map((c) => parseCacheOption(c, '--cache-from') as import('../../builder/index.js').CacheImportSpec);
     const result = await build({
       context: this.contextDir,
       dockerfile: this.file === '-' ? undefined : this.file,
@@ -123,6 +128,8 @@ export class BuildCommand extends KeelCommand {
       progressStream: this.context.stderr as never,
       registry: { insecure: this.insecure, offline: this.offline, credentials },
       ...(maxUnpackedSize === undefined ? {} : { maxUnpackedSize }),
+      cacheTo,
+      cacheFrom,
     });
     if (this.iidfile) {
       const { writeFileSync } = await import('node:fs');
