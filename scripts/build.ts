@@ -10,7 +10,7 @@
 // `await import('./x.js')` into a call of a bundled module's initialiser, so a command only runs
 // the code it uses. Consequences for code reachable from a CLI: no top-level await (esbuild refuses
 // it in CommonJS output), and `import.meta.url`/`dirname`/`filename` describe the bundle file.
-// koffi and zstd-napi are native addons: never bundled, loaded from node_modules when first used.
+// koffi, zstd-napi and node-liblzma are native addons: never bundled, loaded from node_modules when first used.
 import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { readdirSync, statSync, chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync, copyFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -92,7 +92,7 @@ const common: BuildOptions = {
   platform: 'node',
   target: 'node20',
   // Native addons, and @particle/dbus-next (only the systemd cgroup driver loads it), come from node_modules.
-  external: ['koffi', 'zstd-napi', '@particle/dbus-next'],
+  external: ['koffi', 'zstd-napi', 'node-liblzma', '@particle/dbus-next'],
   plugins: [leanClipanion],
   minifyWhitespace: true,
   minifySyntax: true,

@@ -26,6 +26,7 @@ import { unmountAll } from './mount.js';
 import { Builder } from './graph.js';
 import { writeOutputs, registryOptions, layerBlob } from './export.js';
 import { CacheImports, exportCache } from './cache.js';
+import { SshAgents } from './ssh.js';
 import type { ContentDescriptor } from '../spec/index.js';
 import type { BuildOptions, BuildResult } from './types.js';
 
@@ -97,6 +98,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   for (const s of signals) process.once(s, onSignal);
   let ok = false;
   try {
+    if (opts.ssh && Object.keys(opts.ssh).length) builder.ssh = new SshAgents(opts.ssh, workDir);
     if (opts.cacheFrom?.length) builder.cacheImports = await CacheImports.open(opts.cacheFrom, registryOptions(opts.registry), progress);
     const img = await builder.run();
     ctx.save();
@@ -120,6 +122,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   } finally {
     // A failed build still lets the layers being written finish (or fail) before it cleans up.
     await Promise.allSettled(builder.jobs);
+    builder.ssh?.close();
     for (const s of signals) process.off(s, onSignal);
     const problems = unmountAll();
     try { fs.rmSync(workDir, { recursive: true, force: true }); } catch { /* unmounted lazily: next build cleans */ }

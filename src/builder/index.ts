@@ -7,7 +7,7 @@
  *   Options: dockerfile / dockerfileText, buildArgs, target, noCache, compression ('gzip' | 'zstd'),
  *   runtime (an OCI runtime CLI for RUN instead of keel's runtime in-process), platform, store
  *   (default /var/lib/keel as root, $XDG_DATA_HOME/keel otherwise), buildContexts (named contexts:
- *   a directory or oci-layout://DIR[:TAG]), secrets ({ id: { src | env } }), progress ('auto' |
+ *   a directory or oci-layout://DIR[:TAG]), secrets ({ id: { src | env } }), ssh ({ id: [socket | key files] }), progress ('auto' |
  *   'plain' | 'tty' | 'quiet') and progressStream, sourceDateEpoch, registry ({ insecure, auth,
  *   offline }), cacheTo / cacheFrom (BuildKit-format build caches, see cache.ts). Errors are KeelErrors; a failing step is a StepError `FILE:LINE: INSTRUCTION: why`.
  *
@@ -31,6 +31,7 @@ export type { ImageReference } from './imageref.js';
 export type { ProgressMode } from './progress.js';
 export { parseCacheOption, CACHE_CONFIG_MEDIA_TYPE } from './cache.js';
 export type { CacheExportSpec, CacheImportSpec } from './cache.js';
+export { parseSshOption } from './ssh.js';
 
 /** Empties the build cache of a store; with `all`, its images too. Waits for running builds. */
 export async function prune(opts: { store?: string; all?: boolean } = {}): Promise<{ freedBytes: number; removedImages: number }> {

@@ -91,7 +91,7 @@ export async function runSpec(req: RunRequest): Promise<Spec> {
   const caps = req.insecure ? ownCapabilities() : [...DOCKER_CAPS];
   spec.process = {
     terminal: false,
-    user: req.user.additionalGids.length ? { uid: req.user.uid, gid: req.user.gid, additionalGids: req.user.additionalGids } : { uid: req.user.uid, gid: req.user.gid },
+    user: { uid: req.user.uid, gid: req.user.gid, additionalGids: req.user.additionalGids },
     args: req.args,
     env: req.env,
     cwd: req.cwd,

@@ -19,6 +19,9 @@ import { prepareMounts, mountOverlay, unmount } from './mount.js';
 import { resolveInRoot, lstatOrUndefined, components } from './rootpath.js';
 import { copyEntry, copyChildren, ensureDir, fileTarget, isDirInRoot, writeFileEntry, type Owner, type CopyOptions } from './copy.js';
 import { runStep, prepareMountPoints, cleanMountPoints, DEFAULT_PATH } from './run.js';
+import { isTarArchive, openArchive } from './archives.js';
+import { agentProxy, type SshAgents } from './ssh.js';
+import { parseGitSource, resolveGitCommit, checkoutGit, type GitSource } from './git.js';
 import { fetchImportedLayer, type CacheImports, type StepRecord } from './cache.js';
 import {
   type BuildOptions, type ImageState, type History, type StepContext, StepError, stepError, keyOf, trace, readSourceDateEpoch, isoOf,
@@ -141,6 +144,8 @@ export abstract class StepExecutor {
 
   /** Every step with a cache key this build met, by key (what --cache-to exports). */
   readonly records = new Map<string, StepRecord>();
+  /** The ssh agents of `--ssh` (RUN --mount=type=ssh). */
+  ssh: SshAgents | undefined;
   /** Caches given with --cache-from. */
   cacheImports: CacheImports | undefined;
   /** Steps found in an imported cache (local records are written for them once their layers are here). */
@@ -325,8 +330,13 @@ export abstract class StepExecutor {
     const user = state.config.User ?? '';
     const cwd = state.config.WorkingDir || '/';
     const network: 'host' | 'none' = instr.network === 'none' ? 'none' : 'host';
+    // ssh mounts get /run/buildkit/ssh_agent.N unless they say where, and the first one is
+    // SSH_AUTH_SOCK (unless the environment has it), as with BuildKit.
+    const mountSpecs = sshTargets(instr.mountSpecs);
+    const firstSsh = mountSpecs.find((m) => m.type === 'ssh');
+    if (firstSsh && !env.some((e) => e.startsWith('SSH_AUTH_SOCK='))) env.push(`SSH_AUTH_SOCK=${firstSsh.target}`);
     const mountKeys: unknown[] = [];
-    for (const m of instr.mountSpecs) mountKeys.push(await this.mountKey(instr, m));
+    for (const m of mountSpecs) mountKeys.push(await this.mountKey(instr, m));
     const key = keyOf(['RUN', state.fsKey, plan.args, plan.inlineFile ?? null, env, user, cwd, network, instr.security ?? 'sandbox', mountKeys]);
     const createdBy = `RUN ${plan.args.join(' ')}`;
     await this.fsStep(sc, state, instr, key, createdBy, async (root, step) => {
@@ -340,7 +350,7 @@ export abstract class StepExecutor {
       const releases: (() => void)[] = [];
       try {
         const mounts: Mount[] = [];
-        for (const m of instr.mountSpecs) mounts.push(...(await this.prepareMount(instr, m, releases)));
+        for (const m of mountSpecs) mounts.push(...(await this.prepareMount(instr, m, releases)));
         if (plan.inlineFile) {
           const f = plan.inlineFile;
           const dir = this.snaps.tempDir('heredoc');
@@ -363,7 +373,7 @@ export abstract class StepExecutor {
         const mountPoints = prepareMountPoints(root, points);
         const bundleDir = this.snaps.tempDir('bundle');
         const result = await this.runSlots.use(() => runStep({
-          rootfs: root, bundleDir, args: plan.args, env, cwd, user: { uid: u.uid, gid: u.gid, additionalGids: u.additionalGids },
+          rootfs: root, bundleDir, args: plan.args, env, cwd, user: { uid: u.uid, gid: u.gid, additionalGids: supplementaryGroups(u) },
           network, mounts, insecure: instr.security === 'insecure',
         }, { runtimeRoot: this.store.runtimeRoot(), runtimePath: this.opts.runtime, onLine: (l) => step.log(l) }));
         if (result.code !== 0) {
@@ -401,7 +411,7 @@ export abstract class StepExecutor {
       case 'secret':
         return ['secret', m.id ?? null, m.target ?? null, m.env ?? null, m.required ?? false];
       case 'ssh':
-        throw stepError(instr, '--mount=type=ssh is not supported by keel-build');
+        return ['ssh', m.id ?? 'default', m.target, m.required ?? false, m.mode ?? 0o600, m.uid ?? 0, m.gid ?? 0];
     }
     return null;
   }
@@ -481,6 +491,18 @@ export abstract class StepExecutor {
         out.push({ destination: target ?? `/run/secrets/${id}`, type: 'bind', source: file, options: ['rbind', 'ro'] });
         return out;
       }
+      case 'ssh': {
+        const id = m.id ?? 'default';
+        if (!this.ssh?.has(id)) {
+          if (m.required) throw stepError(instr, `ssh agent ${JSON.stringify(id)} is required but was not given (--ssh ${id}[=SOCKET|KEY])`);
+          return [];
+        }
+        const agent = await this.ssh.socket(id);
+        const proxy = join(this.snaps.tempDir('ssh'), 'agent.sock');
+        const close = await agentProxy(agent, proxy, { uid: m.uid ?? 0, gid: m.gid ?? 0, mode: m.mode ?? 0o600 });
+        releases.push(() => { void close(); });
+        return [{ destination: m.target!, type: 'bind', source: proxy, options: ['rbind', 'rw'] }];
+      }
       default:
         throw stepError(instr, `--mount=type=${m.type} is not supported by keel-build`);
     }
@@ -513,7 +535,8 @@ export abstract class StepExecutor {
       | { kind: 'ctx'; ctx: BuildContext; src: string }
       | { kind: 'view'; src: string }
       | { kind: 'inline'; name: string; data: string }
-      | { kind: 'url'; url: string; file: string; name: string; mtime: Date };
+      | { kind: 'url'; url: string; file: string; name: string; mtime: Date }
+      | { kind: 'git'; git: GitSource; commit: string };
     const items: Item[] = [];
     let source: Source | undefined;
     if (from !== undefined) {
@@ -525,13 +548,24 @@ export abstract class StepExecutor {
       keyParts.push(['inline', c.path, c.data]);
     }
     for (const src of instr.sources) {
+      const git = isAdd ? parseGitSource(src) : undefined;
+      if (git) {
+        let commit: string;
+        try {
+          commit = await resolveGitCommit(git, await this.gitEnv());
+        } catch (err) {
+          throw stepError(instr, (err as Error).message);
+        }
+        items.push({ kind: 'git', git, commit });
+        keyParts.push(['git', git.url, commit, git.subdir ?? '', (instr as AddInstruction).keepGitDir ?? false]);
+        continue;
+      }
       if (isAdd && /^https?:\/\//i.test(src)) {
         const dl = await this.download(instr as AddInstruction, src);
         items.push({ kind: 'url', url: src, file: dl.file, name: dl.name, mtime: dl.mtime });
         keyParts.push(['url', src, dl.digest]);
         continue;
       }
-      if (isAdd && (/^git@/.test(src) || /\.git(#.*)?$/.test(src))) throw stepError(instr, `${src}: ADD of git repositories is not supported by keel-build`);
       const ctx = source?.context ?? (source ? undefined : this.ctx);
       if (ctx) {
         const matches = ctx.match(src);
@@ -572,6 +606,20 @@ export abstract class StepExecutor {
         for (const item of items) {
           if (item.kind === 'inline') {
             writeFileEntry(placeFile(item.name), item.data, chmod ?? 0o644, rootOwner, new Date(this.epoch !== undefined ? this.epoch * 1000 : Date.now()));
+            continue;
+          }
+          if (item.kind === 'git') {
+            const dir = this.snaps.tempDir('git');
+            await checkoutGit(item.git, item.commit, dir, await this.gitEnv());
+            let from = dir;
+            if (item.git.subdir) {
+              from = resolveInRoot(dir, item.git.subdir);
+              if (!lstatOrUndefined(from)?.isDirectory()) throw stepError(instr, `${item.git.url}: no directory ${item.git.subdir} at ${item.commit}`);
+            }
+            const keep = (instr as AddInstruction).keepGitDir ?? false;
+            const isGitDir = (r: string) => !keep && (r === '.git' || r.startsWith('.git/'));
+            copyChildren(from, ensureDir(root, destPath, rootOwner), { owner: owner ?? { uid: 0, gid: 0 }, chmod, exclude: from === dir ? isGitDir : undefined });
+            fs.rmSync(dir, { recursive: true, force: true });
             continue;
           }
           if (item.kind === 'url') {
@@ -638,7 +686,7 @@ export abstract class StepExecutor {
       const { applyLayer } = await import('../layers/index.js');
       const tmp = this.snaps.tempDir('extract');
       try {
-        await applyLayer(tmp, fs.createReadStream(abs), { what: `archive ${name}` });
+        await applyLayer(tmp, await openArchive(abs), { what: `archive ${name}` });
       } catch (err) {
         throw stepError(instr, `extracting ${name}: ${(err as Error).message}`);
       }
@@ -654,6 +702,12 @@ export abstract class StepExecutor {
       return;
     }
     copyEntry(abs, st, t, opts);
+  }
+
+  /** The environment git runs in: ssh remotes use the `--ssh default` agent when given. */
+  protected async gitEnv(): Promise<NodeJS.ProcessEnv> {
+    if (!this.ssh?.has('default')) return {};
+    return { SSH_AUTH_SOCK: await this.ssh.socket('default'), GIT_SSH_COMMAND: 'ssh -o BatchMode=yes' };
   }
 
   protected async download(instr: AddInstruction, url: string): Promise<{ file: string; name: string; digest: string; mtime: Date }> {
@@ -700,6 +754,21 @@ async function hashLayer(changes: AsyncIterable<import('../layers/index.js').Lay
   return hash.digest();
 }
 
+/** RUN --mount specs with the default targets of ssh mounts filled in (/run/buildkit/ssh_agent.N). */
+function sshTargets(specs: MountSpec[]): MountSpec[] {
+  let n = 0;
+  return specs.map((m) => (m.type === 'ssh' ? { ...m, target: m.target ?? `/run/buildkit/ssh_agent.${n++}` } : m));
+}
+
+/**
+ * A RUN process's supplementary groups as BuildKit gives them since its fix for CVE-2023-25173:
+ * the primary group first, then the user's groups from the image's /etc/group (none when USER
+ * names the group), so dropping a supplementary group never lifts a restriction of the primary one.
+ */
+function supplementaryGroups(u: { gid: number; additionalGids: number[] }): number[] {
+  return [u.gid, ...u.additionalGids.filter((g) => g !== u.gid)];
+}
+
 /** The path of a --parents source under the destination: relative to the context, or to a `/./` pivot. */
 function parentsPath(pattern: string, rel: string): string {
   const pivot = pattern.indexOf('/./');
@@ -741,29 +810,3 @@ function matchInRoot(root: string, pattern: string): { abs: string; rel: string;
   return level.map((l) => ({ ...l, st: fs.lstatSync(l.abs) }));
 }
 
-/** Whether a file is a tar archive (plain, gzip or zstd compressed), as ADD decides to extract. */
-async function isTarArchive(path: string): Promise<boolean> {
-  const fd = fs.openSync(path, 'r');
-  let head: Buffer;
-  try {
-    head = Buffer.alloc(1 << 16);
-    const n = fs.readSync(fd, head, 0, head.length, 0);
-    head = head.subarray(0, n);
-  } finally {
-    fs.closeSync(fd);
-  }
-  const { detectCompression } = await import('../layers/index.js');
-  const c = detectCompression(head);
-  let plain = head;
-  if (c === 'gzip') {
-    const zlib = await import('node:zlib');
-    try {
-      plain = zlib.gunzipSync(head, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
-    } catch {
-      return false;
-    }
-  } else if (c === 'zstd') {
-    return true;
-  }
-  return plain.length >= 263 && plain.toString('latin1', 257, 262) === 'ustar';
-}

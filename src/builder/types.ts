@@ -51,6 +51,8 @@ export interface BuildOptions {
   /** Named contexts for FROM / COPY --from=NAME: a directory or oci-layout://DIR[:TAG]. */
   buildContexts?: Record<string, string>;
   secrets?: Record<string, SecretSource>;
+  /** ssh agents for RUN --mount=type=ssh: id → agent socket or key files ([]: $SSH_AUTH_SOCK). */
+  ssh?: Record<string, string[]>;
   progress?: ProgressMode;
   /** Where progress goes (default stderr). */
   progressStream?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };

@@ -55,6 +55,7 @@ export class BuildCommand extends KeelCommand {
   platform = Option.String('--platform', { description: 'OS/ARCH[/VARIANT] of the image (default this machine\'s)' });
   store = Option.String('--store,--root', { description: 'the store directory' });
   contexts = Option.Array('--build-context', [], { description: 'NAME=DIR or NAME=oci-layout://DIR[:TAG] for FROM/COPY --from=NAME (repeatable)' });
+  ssh = Option.Array('--ssh', [], { description: 'default | ID=SOCKET | ID=KEY[,KEY...]: an ssh agent for RUN --mount=type=ssh (repeatable; default is $SSH_AUTH_SOCK)' });
   secrets = Option.Array('--secret', [], { description: 'id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret (repeatable)' });
   insecure = Option.Array('--insecure-registry', [], { description: 'a registry HOST[:PORT] spoken to over plain HTTP (repeatable)' });
   creds = Option.String('--creds', { description: 'USER:PASSWORD for the registries this build pulls from and pushes to' });
@@ -106,7 +107,8 @@ export class BuildCommand extends KeelCommand {
       dockerfileText = Buffer.concat(chunks).toString('utf8');
     }
     const maxUnpackedSize = this.maxSize === undefined ? undefined : (await import('../../layers/index.js')).parseSize(this.maxSize, '--max-unpacked-size');
-    const { build, parseCacheOption } = await import('../../builder/index.js');
+    const { build, parseCacheOption, parseSshOption } = await import('../../builder/index.js');
+    const ssh = Object.fromEntries(this.ssh.map((v) => parseSshOption(v)));
     const cacheTo = this.cacheTo.map((c) => parseCacheOption(c, '--cache-to') as import('../../builder/index.js').CacheExportSpec);
     const cacheFrom = this.cacheFrom.map((c) => parseCacheOption(c, '--cache-from') as import('../../builder/index.js').CacheImportSpec);
     const result = await build({
@@ -130,6 +132,7 @@ export class BuildCommand extends KeelCommand {
       ...(maxUnpackedSize === undefined ? {} : { maxUnpackedSize }),
       cacheTo,
       cacheFrom,
+      ssh,
     });
     if (this.iidfile) {
       const { writeFileSync } = await import('node:fs');
