@@ -49,9 +49,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const df = await import('../dockerfile/index.js');
   const file = opts.dockerfile && opts.dockerfileText === undefined ? opts.dockerfile : 'Dockerfile';
   const parsed = df.parseDockerfile(text, { file: file.slice(file.lastIndexOf('/') + 1) || 'Dockerfile' });
-  const platformText = opts.platform ?? df.hostPlatform();
-  const plan = df.resolveStages(parsed, { buildArgs: opts.buildArgs ?? {}, target: opts.target, targetPlatform: platformText });
-  const platform = parsePlatform(platformText);
+  // One image per platform of --platform (a comma-separated list), each with its own stage plan:
+  // TARGETPLATFORM and friends are the platform's, BUILDPLATFORM this machine's.
+  const platformTexts = [...new Set((opts.platform ?? df.hostPlatform()).split(',').map((p) => p.trim()).filter(Boolean))];
+  if (platformTexts.length === 0) throw new KeelError('--platform: no platform given');
+  const plans = platformTexts.map((p) => ({ platform: parsePlatform(p), plan: df.resolveStages(parsed, { buildArgs: opts.buildArgs ?? {}, target: opts.target, targetPlatform: p }) }));
+  const plan = plans[0]!.plan;
   const tags = opts.tags ?? [];
   const outputs = opts.outputs?.length ? opts.outputs : [{ type: 'store' as const }];
   for (const o of outputs) if (o.type === 'registry' && tags.length === 0) throw new KeelError('--output type=registry needs at least one -t NAME:TAG to push to');
@@ -74,11 +77,17 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       return pullImage(store, ref, p, { ...registryOptions(opts.registry), progress });
     };
   }
-  const builder = new Builder(opts, store, plan, ctx, snaps, progress, workDir, platform, resolver);
   // The stages whose layers make the image: the target and the stages it is FROM.
   const imageStages = new Set<number>();
   for (let s: Stage | undefined = plan.target; s; s = s.base.kind === 'stage' ? plan.stages[s.base.index] : undefined) imageStages.add(s.index);
-  if (outputs.some((o) => o.type === 'store' || o.type === 'registry')) for (const i of imageStages) builder.blobStages.add(i);
+  const ssh = opts.ssh && Object.keys(opts.ssh).length ? new SshAgents(opts.ssh, workDir) : undefined;
+  const builders = plans.map(({ platform, plan: p }) => {
+    const b = new Builder(opts, store, p, ctx, snaps, progress, workDir, platform, resolver);
+    if (plans.length > 1) b.labelPrefix = `${platformTexts[plans.findIndex((x) => x.plan === p)]} `;
+    if (outputs.some((o) => o.type === 'store' || o.type === 'registry')) for (const i of imageStages) b.blobStages.add(i);
+    b.ssh = ssh;
+    return b;
+  });
 
   // An interrupted build stops its containers, unmounts and removes its work directory, then exits
   // with 128 + the signal's number, as a shell reports it.
@@ -98,16 +107,20 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   for (const s of signals) process.once(s, onSignal);
   let ok = false;
   try {
-    if (opts.ssh && Object.keys(opts.ssh).length) builder.ssh = new SshAgents(opts.ssh, workDir);
-    if (opts.cacheFrom?.length) builder.cacheImports = await CacheImports.open(opts.cacheFrom, registryOptions(opts.registry), progress);
-    const img = await builder.run();
+    if (opts.cacheFrom?.length) {
+      const imports = await CacheImports.open(opts.cacheFrom, registryOptions(opts.registry), progress);
+      for (const b of builders) b.cacheImports = imports;
+    }
+    // The platforms build side by side (their RUN steps share the machine's run slots).
+    const imgs = await Promise.all(builders.map((b) => b.run()));
     ctx.save();
-    const out = await writeOutputs(store, [img], { outputs, tags, compression: opts.compression ?? 'gzip', registry: opts.registry, progress, workDir });
-    recordImportedHits(store, builder.importedHits);
+    const out = await writeOutputs(store, imgs, { outputs, tags, compression: opts.compression ?? 'gzip', registry: opts.registry, progress, workDir });
+    for (const b of builders) recordImportedHits(store, b.importedHits);
+    const records = new Map(builders.flatMap((b) => [...b.records]));
     const cacheExports: ContentDescriptor[] = [];
     for (const spec of opts.cacheTo ?? []) {
       try {
-        cacheExports.push(await exportCache(store, { records: builder.records, imageStages, layerBlob: (d) => layerBlob(store, d, 'gzip') }, spec, registryOptions(opts.registry), progress));
+        cacheExports.push(await exportCache(store, { records, imageStages, layerBlob: (d) => layerBlob(store, d, 'gzip') }, spec, registryOptions(opts.registry), progress));
       } catch (err) {
         if (!spec.ignoreError) throw err;
         progress.info(`warning: ${(err as Error).message}`);
@@ -117,12 +130,14 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const first = out.images[0]!;
     return {
       manifestDigest: out.top.digest, configDigest: first.config.digest, config: first.doc,
-      tags: out.written, steps: builder.steps, cached: builder.cached, pushes: out.pushes, cacheExports,
+      images: out.images.map((w) => ({ platform: platformName(w.doc), manifestDigest: w.manifest.digest, configDigest: w.config.digest })),
+      tags: out.written, steps: sum(builders, 'steps'), cached: sum(builders, 'cached'), pushes: out.pushes, cacheExports,
     };
   } finally {
-    // A failed build still lets the layers being written finish (or fail) before it cleans up.
-    await Promise.allSettled(builder.jobs);
-    builder.ssh?.close();
+    // A failed build still lets the layers being written finish (or fail) before it cleans up
+    // (and another platform's steps end: a failed platform fails the build once all have stopped).
+    await Promise.allSettled(builders.map((b) => b.settled()));
+    ssh?.close();
     for (const s of signals) process.off(s, onSignal);
     const problems = unmountAll();
     try { fs.rmSync(workDir, { recursive: true, force: true }); } catch { /* unmounted lazily: next build cleans */ }
@@ -144,4 +159,12 @@ function recordImportedHits(store: BuildStore, hits: Builder['importedHits']): v
     }
     store.putCacheRecord(h.key, h.layer ? { v: 2, layer: h.layer, created: h.created } : { v: 2, created: h.created });
   }
+}
+
+function sum(builders: Builder[], k: 'steps' | 'cached'): number {
+  return builders.reduce((n, b) => n + b[k], 0);
+}
+
+function platformName(c: { os: string; architecture: string; variant?: string }): string {
+  return `${c.os}/${c.architecture}${c.variant ? `/${c.variant}` : ''}`;
 }

@@ -60,8 +60,17 @@ export class Builder extends StepExecutor {
     return p;
   }
 
+  /** Put before stage names in progress (the platform, when a build makes several). */
+  labelPrefix = '';
+
   private stageLabel(stage: Stage): string {
-    return stage.name ?? `stage-${stage.index}`;
+    return `${this.labelPrefix}${stage.name ?? `stage-${stage.index}`}`;
+  }
+
+  /** Resolves when every stage started and every layer job has ended, however they ended. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.stageResults.values()]);
+    await Promise.allSettled(this.jobs);
   }
 
   /** The config Env with the default PATH added when missing (as BuildKit does for every stage). */

@@ -305,21 +305,56 @@ async function runContainer(id: string, req: RunRequest, opts: RunnerOptions, li
     reader.on('close', () => resolve());
     reader.on('error', () => resolve());
   });
-  let code: number;
-  try {
-    code = await runtime.run({ root: opts.runtimeRoot }, id, { bundle: req.bundleDir, detach: false, stdio: [devNull, writeFd, writeFd] });
-  } catch (err) {
-    // "create keel-build-123-4-xyz: exec: ..." → "the container did not start: exec: ..."
-    const msg = (err as Error).message.replace(new RegExp(`^create ${id}: `), '');
-    throw new KeelError(`the container did not start: ${msg}`);
-  } finally {
+  const ctx = { root: opts.runtimeRoot };
+  let exit: Promise<{ status: number }> | undefined;
+  let closed = false;
+  const closeOurs = () => {
+    if (closed) return;
+    closed = true;
     fs.closeSync(writeFd);
     fs.closeSync(devNull);
+  };
+  try {
+    // Containers are created and started one at a time in this process: a container cloned while
+    // another is between its clone and its exec would hold copies of that one's pipes. Their exits
+    // are waited for side by side (SIGCHLD, no thread held).
+    await oneAtATime(async () => {
+      await runtime.create(ctx, id, { bundle: req.bundleDir, stdio: [devNull, writeFd, writeFd] });
+      const { pid } = await runtime.state(ctx, id);
+      exit = runtime.watchExit(pid!);
+      await runtime.start(ctx, id);
+      // The container has its own copies now: ours would keep the output open for later clones.
+      closeOurs();
+    });
+  } catch (err) {
+    closeOurs();
+    if (exit) await runtime.kill(ctx, id, 'KILL', { all: true }).catch(() => {});
+    await runtime.remove(ctx, id, { force: true }).catch(() => {});
+    // "create keel-build-123-4-xyz: exec: ..." → "the container did not start: exec: ..."
+    const msg = (err as Error).message.replace(new RegExp(`^(create|start) ${id}: `), '');
+    throw new KeelError(`the container did not start: ${msg}`);
   }
+  // A SIGCHLD listener does not keep Node's event loop alive: a timer does, until the exit.
+  const alive = setInterval(() => {}, 1 << 30);
+  let status: number;
+  try {
+    ({ status } = await exit!);
+  } finally {
+    clearInterval(alive);
+  }
+  await runtime.remove(ctx, id, { force: true });
   await done;
   reader.destroy();
   lines.end();
-  return { code, tail: lines.tail };
+  return { code: status, tail: lines.tail };
+}
+
+let creating: Promise<void> = Promise.resolve();
+/** Runs `fn` when no other call of it is running in this process. */
+function oneAtATime(fn: () => Promise<void>): Promise<void> {
+  const run = creating.then(fn, fn);
+  creating = run.catch(() => {});
+  return run;
 }
 
 const osSignals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGPIPE: 13 };

@@ -21,6 +21,7 @@ import { copyEntry, copyChildren, ensureDir, fileTarget, isDirInRoot, writeFileE
 import { runStep, prepareMountPoints, cleanMountPoints, DEFAULT_PATH } from './run.js';
 import { isTarArchive, openArchive } from './archives.js';
 import { agentProxy, type SshAgents } from './ssh.js';
+import { checkCanRun } from './emulation.js';
 import { parseGitSource, resolveGitCommit, checkoutGit, type GitSource } from './git.js';
 import { fetchImportedLayer, type CacheImports, type StepRecord } from './cache.js';
 import {
@@ -55,6 +56,13 @@ class Semaphore {
     }
   }
 }
+
+/**
+ * RUN containers at once in this process, whatever build or platform they belong to: each waits
+ * for its container's exit on one of libuv's threads (4 unless UV_THREADPOOL_SIZE says more), and
+ * the file system calls of the builds need the others.
+ */
+const runSlots = new Semaphore(Math.max(2, Math.min(availableParallelism(), 4)));
 
 const locks = new Map<string, Promise<void>>();
 async function withNamedLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
@@ -115,7 +123,6 @@ function resolveChown(root: string | undefined, spec: string, instr: Instruction
  * The stage graph (graph.ts) extends this class with the stages and the config-only instructions.
  */
 export abstract class StepExecutor {
-  protected readonly runSlots = new Semaphore(Math.max(2, availableParallelism()));
   protected readonly contexts = new Map<string, BuildContext>();
   steps = 0;
   cached = 0;
@@ -340,6 +347,12 @@ export abstract class StepExecutor {
     const key = keyOf(['RUN', state.fsKey, plan.args, plan.inlineFile ?? null, env, user, cwd, network, instr.security ?? 'sandbox', mountKeys]);
     const createdBy = `RUN ${plan.args.join(' ')}`;
     await this.fsStep(sc, state, instr, key, createdBy, async (root, step) => {
+      // Another architecture's step needs an emulator (binfmt_misc with the F flag).
+      try {
+        checkCanRun(state.platform);
+      } catch (err) {
+        throw stepError(instr, (err as Error).message);
+      }
       const { resolveUser } = await import('../layers/index.js');
       let u;
       try {
@@ -372,7 +385,7 @@ export abstract class StepExecutor {
         }
         const mountPoints = prepareMountPoints(root, points);
         const bundleDir = this.snaps.tempDir('bundle');
-        const result = await this.runSlots.use(() => runStep({
+        const result = await runSlots.use(() => runStep({
           rootfs: root, bundleDir, args: plan.args, env, cwd, user: { uid: u.uid, gid: u.gid, additionalGids: supplementaryGroups(u) },
           network, mounts, insecure: instr.security === 'insecure',
         }, { runtimeRoot: this.store.runtimeRoot(), runtimePath: this.opts.runtime, onLine: (l) => step.log(l) }));

@@ -44,7 +44,7 @@ export interface BuildOptions {
   compression?: 'gzip' | 'zstd';
   /** An OCI runtime CLI for RUN steps instead of keel's runtime in-process. */
   runtime?: string;
-  /** Target platform (default this machine's). */
+  /** Target platform, or several separated by commas for an image index (default this machine's). */
   platform?: string;
   /** Store directory (default /var/lib/keel for root, else under XDG_DATA_HOME). */
   store?: string;
@@ -82,13 +82,17 @@ export interface RegistryAccess {
 }
 
 export interface BuildResult {
+  /** The image's manifest, or for several platforms their image index. */
   manifestDigest: string;
+  /** The (first platform's) image config. */
   configDigest: string;
   config: ImageConfig;
   /** Tags written (store or layout ref names, or pushed references). */
   tags: string[];
   steps: number;
   cached: number;
+  /** Each platform's image. */
+  images: { platform: string; manifestDigest: string; configDigest: string }[];
   /** The cache manifests exported (--cache-to), in the order given. */
   cacheExports: ContentDescriptor[];
   /** What each push did (type=registry). */
