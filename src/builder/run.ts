@@ -13,6 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { Mount, Spec } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { resolveInRoot, lstatOrUndefined, components } from './rootpath.js';
+import { inUserNamespace } from './mount.js';
 
 /** Docker's default capability set for containers (and so for RUN). */
 export const DOCKER_CAPS = [
@@ -112,6 +113,12 @@ export async function runSpec(req: RunRequest): Promise<Spec> {
   spec.mounts = mounts;
   const linux = spec.linux!;
   if (req.network === 'host') linux.namespaces = linux.namespaces!.filter((n) => n.type !== 'network');
+  if (inUserNamespace()) {
+    // A rootless build: /sys is the host's, bound (a sysfs cannot be mounted from a user namespace
+    // that does not own the network namespace); the runtime binds device nodes itself there.
+    const sys = mounts.findIndex((m) => m.destination === '/sys');
+    if (sys >= 0) mounts[sys] = { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] };
+  }
   // No cgroup limits for build steps: the builder's own cgroup bounds them.
   delete linux.resources;
   if (req.insecure) {

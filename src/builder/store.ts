@@ -65,7 +65,8 @@ export interface SnapshotRecord {
 
 /** Default store: /var/lib/keel for root, $XDG_DATA_HOME/keel (or ~/.local/share/keel) otherwise. */
 export function defaultStoreRoot(): string {
-  if (process.getuid?.() === 0) return '/var/lib/keel';
+  // (A rootless build is root in its user namespace, and keeps the user's store.)
+  if (process.getuid?.() === 0 && process.env.KEEL_BUILD_ROOTLESS !== '1') return '/var/lib/keel';
   const xdg = process.env.XDG_DATA_HOME;
   return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.local', 'share'), 'keel');
 }

@@ -68,6 +68,11 @@ export class BuildCommand extends KeelCommand {
   contextDir = Option.String({ name: 'CONTEXT' });
 
   async run(): Promise<number | void> {
+    // Without root: the same command again in a user namespace of the user's subordinate ids.
+    if (process.getuid?.() !== 0 && process.env.KEEL_BUILD_ROOTLESS !== '1') {
+      const { runInUserNamespace } = await import('../../builder/rootless.js');
+      return runInUserNamespace(process.argv.slice(2));
+    }
     // Each in-process RUN waits for its container on one of libuv's threads: leave room for I/O.
     process.env.UV_THREADPOOL_SIZE ??= '16';
     if (this.compression !== 'gzip' && this.compression !== 'zstd') throw new KeelError(`--compression ${JSON.stringify(this.compression)}: gzip or zstd`);
