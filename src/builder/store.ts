@@ -21,7 +21,7 @@
 // a build that fails or is killed leaves the store consistent: at worst unreferenced files that
 // the next `prune` removes. Snapshots are made in tmp/ and renamed into s/ when complete.
 import * as fs from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { randomBytes, createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -121,7 +121,9 @@ export class BuildStore {
   }
 
   /** Opens (creating when missing) the store at `root`. */
-  static open(root: string = defaultStoreRoot()): BuildStore {
+  static open(rootArg: string = defaultStoreRoot()): BuildStore {
+    // Absolute: RUN bundles name their root filesystems under it.
+    const root = resolve(rootArg);
     try {
       fs.mkdirSync(root, { recursive: true, mode: 0o700 });
       for (const d of ['s', 'layers', 'cache', 'ctx', 'tmp', 'locks', 'empty']) {
