@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { KeelError } from '../util/errors.js';
 import type { Spec } from '../spec/index.js';
 import { createCgroupManager, readProcCgroups, runcDefaultDeviceRules, type CgroupManager } from './cgroups/index.js';
-import type { ContainerRecord } from './state.js';
 
 /** What the state record keeps to find the cgroup again: the config's path and the runtime's own cgroups then. */
 export interface CgroupRecord {
@@ -121,7 +120,7 @@ export function prepareBornCgroup(config: Spec, id: string, rec: CgroupRecord): 
 }
 
 /** The cgroup manager of an existing container, or undefined when keel did not give it one. */
-export function cgroupOf(rec: ContainerRecord): CgroupManager | undefined {
-  const c = (rec as { cgroup?: CgroupRecord }).cgroup;
+export function cgroupOf(rec: { id: string; cgroup?: CgroupRecord }): CgroupManager | undefined {
+  const c = rec.cgroup;
   return c ? manager(rec.id, c) : undefined;
 }
