@@ -1,4 +1,4 @@
-// Builds the command-line tools and transpiles the libraries to dist/lib. For keel and keel-build,
+// Builds the command-line tools and the libraries (dist/lib: ES modules and .d.ts types). For keel and keel-build,
 // dist/ gets:
 //   NAME        the executable: a few lines that compile NAME.js with V8's code cache and run it
 //   NAME.js     the whole CLI bundled into one CommonJS file
@@ -10,20 +10,20 @@
 // `await import('./x.js')` into a call of a bundled module's initialiser, so a command only runs
 // the code it uses. Consequences for code reachable from a CLI: no top-level await (esbuild refuses
 // it in CommonJS output), and `import.meta.url`/`dirname`/`filename` describe the bundle file.
-// koffi and zstd-napi are native addons: never bundled, loaded from node_modules when first used.
+// koffi, zstd-napi and node-liblzma are native addons: never bundled, loaded from node_modules when first used.
 import { build, type BuildOptions, type Plugin } from 'esbuild';
-import { readdirSync, statSync, chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { readdirSync, statSync, chmodSync, readFileSync, writeFileSync, mkdirSync, rmSync, copyFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { join, relative } from 'node:path';
+import { join, relative, dirname } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 
-function tsFiles(dir: string): string[] {
+function filesUnder(dir: string, keep: (name: string) => boolean): string[] {
   const out: string[] = [];
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...tsFiles(p));
-    else if (name.endsWith('.ts') && !name.endsWith('.test.ts') && !name.endsWith('.d.ts')) out.push(p);
+    if (statSync(p).isDirectory()) out.push(...filesUnder(p, keep));
+    else if (keep(name)) out.push(p);
   }
   return out;
 }
@@ -92,7 +92,7 @@ const common: BuildOptions = {
   platform: 'node',
   target: 'node20',
   // Native addons, and @particle/dbus-next (only the systemd cgroup driver loads it), come from node_modules.
-  external: ['koffi', 'zstd-napi', '@particle/dbus-next'],
+  external: ['koffi', 'zstd-napi', 'node-liblzma', '@particle/dbus-next'],
   plugins: [leanClipanion],
   minifyWhitespace: true,
   minifySyntax: true,
@@ -199,7 +199,12 @@ for (const c of clis) {
   if (c.format === 'cjs') warmUp(c.out);
 }
 
-const libs = tsFiles(join(root, 'src'));
+// The libraries (package.json "exports": keel/runtime, keel/builder, keel/dockerfile, keel/layers,
+// keel/spec) as ES modules in dist/lib, one file per source module, with their .d.ts types made by
+// tsc (tsconfig.lib.json); JavaScript and declaration files of src/ (the generated validators) are
+// copied as they are. Plain Node.js imports them: no TypeScript loader needed.
+rmSync(join(dist, 'lib'), { recursive: true, force: true });
+const libs = filesUnder(join(root, 'src'), (n) => n.endsWith('.ts') && !n.endsWith('.test.ts') && !n.endsWith('.d.ts'));
 await build({
   absWorkingDir: root,
   entryPoints: libs.map((f) => relative(root, f)),
@@ -210,6 +215,17 @@ await build({
   target: 'node20',
   logLevel: 'warning',
 });
+for (const f of filesUnder(join(root, 'src'), (n) => n.endsWith('.js') || n.endsWith('.d.ts'))) {
+  const to = join(dist, 'lib', relative(join(root, 'src'), f));
+  mkdirSync(dirname(to), { recursive: true });
+  copyFileSync(f, to);
+}
 writeFileSync(join(dist, 'lib', 'package.json'), '{ "type": "module" }\n');
+try {
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.lib.json')], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+} catch {
+  console.error('build: the libraries\' type declarations (dist/lib/**/*.d.ts) were not made (errors above)');
+  failed++;
+}
 
 if (failed) process.exitCode = 1;

@@ -7,13 +7,13 @@
  *   Options: dockerfile / dockerfileText, buildArgs, target, noCache, compression ('gzip' | 'zstd'),
  *   runtime (an OCI runtime CLI for RUN instead of keel's runtime in-process), platform, store
  *   (default /var/lib/keel as root, $XDG_DATA_HOME/keel otherwise), buildContexts (named contexts:
- *   a directory or oci-layout://DIR[:TAG]), secrets ({ id: { src | env } }), progress ('auto' |
+ *   a directory or oci-layout://DIR[:TAG]), secrets ({ id: { src | env } }), ssh ({ id: [socket | key files] }), progress ('auto' |
  *   'plain' | 'tty' | 'quiet') and progressStream, sourceDateEpoch, registry ({ insecure, auth,
- *   offline }). Errors are KeelErrors; a failing step is a StepError `FILE:LINE: INSTRUCTION: why`.
+ *   offline }), cacheTo / cacheFrom (BuildKit-format build caches, see cache.ts). Errors are KeelErrors; a failing step is a StepError `FILE:LINE: INSTRUCTION: why`.
  *
  *   await prune({ store, all })   empties the build cache (all: the stored images too)
  *   BuildStore.open(dir)          the store (see store.ts for its layout and consistency rules)
- *   pullImage / pushImage / RegistryClient   the distribution-spec client (registry.ts)
+ *   pullImage / pushImage(s) / pushDocument / RegistryClient   the distribution-spec client (registry.ts)
  *   parseReference / familiarName            image references with Docker's defaults
  *
  * FROM takes `scratch`, another stage, `oci-layout://DIR[:TAG]`, an image of keel's store
@@ -23,11 +23,15 @@ export { build, StepError } from './build.js';
 export type { BuildOptions, BuildResult, OutputSpec, SecretSource, RegistryAccess } from './build.js';
 export { BuildStore, defaultStoreRoot } from './store.js';
 export type { CacheRecord, LayerRecord } from './store.js';
-export { pullImage, pushImage, RegistryClient } from './registry.js';
-export type { RegistryOptions, PushReport } from './registry.js';
+export { pullImage, pushDocument, RegistryClient } from './registry.js';
+export { pushImage, pushImages } from './export.js';
+export type { RegistryOptions, PushReport, PushDocument } from './registry.js';
 export { parseReference, familiarName, fullName } from './imageref.js';
 export type { ImageReference } from './imageref.js';
 export type { ProgressMode } from './progress.js';
+export { parseCacheOption, CACHE_CONFIG_MEDIA_TYPE } from './cache.js';
+export type { CacheExportSpec, CacheImportSpec } from './cache.js';
+export { parseSshOption } from './ssh.js';
 
 /** Empties the build cache of a store; with `all`, its images too. Waits for running builds. */
 export async function prune(opts: { store?: string; all?: boolean } = {}): Promise<{ freedBytes: number; removedImages: number }> {

@@ -4,6 +4,7 @@
 // are run. Every mount made is remembered until it is unmounted, so a failing or interrupted build
 // can unmount what it left (`unmountAll`).
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { KeelError } from '../util/errors.js';
 
 const SYSCALLS: Record<string, { mount: number; umount2: number }> = {
@@ -118,6 +119,19 @@ export function unmountAll(): string[] {
   return problems;
 }
 
+let userns: boolean | undefined;
+/** Whether this process is in a user namespace other than the initial one (its uid map is not the identity of all ids). */
+export function inUserNamespace(): boolean {
+  if (userns === undefined) {
+    try {
+      userns = !/^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8'));
+    } catch {
+      userns = false;
+    }
+  }
+  return userns;
+}
+
 /** Mount points below `dir` (from /proc/self/mountinfo), deepest first: leftovers of a killed build. */
 export function mountsUnder(dir: string, mountinfo: string): string[] {
   const out: string[] = [];
@@ -142,7 +156,9 @@ export function mountOverlay(lowers: string[], target: string, rw: { upper: stri
   // volatile: no sync of the upper file system at unmount (a build step does not need its writes
   // durable before the layer is read back, and the sync costs a lot after big writes).
   if (rw) data += `,upperdir=${rw.upper},workdir=${rw.work},volatile`;
-  data += ',redirect_dir=off,metacopy=off,index=off';
+  // In a user namespace (a rootless build) overlay keeps its opaque marks in user.overlay.* xattrs,
+  // and then never makes redirects nor metacopies (the options may not be given).
+  data += inUserNamespace() ? ',index=off,userxattr' : ',redirect_dir=off,metacopy=off,index=off';
   if (data.length > 4000) {
     throw new KeelError(`${what}: too many layers (${lowers.length}) for one overlay mount; squash some steps`);
   }

@@ -12,7 +12,7 @@ import { homedir } from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import type { ImageConfig, ImageManifest, ImageIndex, ContentDescriptor } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
-import type { BuildStore, BlobRef, CompressionName } from './store.js';
+import type { BuildStore } from './store.js';
 import type { Progress } from './progress.js';
 import type { ImageReference } from './imageref.js';
 import { familiarName } from './imageref.js';
@@ -387,46 +387,43 @@ function origins(store: BuildStore, digest: string): string[] {
   }
 }
 
-export interface PushOptions extends RegistryOptions {
-  compression: 'gzip' | 'zstd';
-  layerBlob: (diffID: string, want: CompressionName | 'any') => Promise<BlobRef>;
-}
-
 export interface PushReport {
-  /** The manifest pushed. */
+  /** The document pushed (an image manifest, an image index, a cache manifest). */
   digest: string;
-  manifest: ContentDescriptor;
-  config: ContentDescriptor;
-  doc: ImageConfig;
   uploaded: { digest: string; how: 'monolithic' | 'chunked' }[];
   mounted: string[];
   existing: string[];
 }
 
-/** Pushes a built image to `ref` (its tag, else its digest): missing blobs first, the manifest last. */
-export async function pushImage(store: BuildStore, img: { config: Omit<ImageConfig, 'rootfs'>; layers: { diffID: string }[] }, ref: ImageReference, opts: PushOptions): Promise<PushReport> {
+/** A manifest to push: its bytes and descriptor, and the blobs it references (all in the store's layout). */
+export interface PushDocument {
+  descriptor: ContentDescriptor;
+  bytes: Buffer;
+  blobs: ContentDescriptor[];
+}
+
+/**
+ * Pushes a document to `ref`: the blobs the registry lacks first (mounted from another repository of
+ * the same registry when keel pulled or pushed them there, else uploaded from the store's layout),
+ * then the document under `ref`'s tag, or its digest when `byDigest` or `ref` has no tag.
+ */
+export async function pushDocument(store: BuildStore, ref: ImageReference, doc: PushDocument, opts: RegistryOptions & { byDigest?: boolean }): Promise<PushReport> {
   const name = familiarName(ref);
   const client = new RegistryClient(ref.registry, ref.repository, opts, 'pull,push');
   const layout = await store.layout();
   const { parseDigest } = await import('../layers/index.js');
-  const { writeImageDocs } = await import('./build.js');
-  const blobs: BlobRef[] = [];
-  for (const l of img.layers) blobs.push(await opts.layerBlob(l.diffID, opts.compression));
-  const docs = await writeImageDocs(layout, img as never, blobs, []);
-  const manifestBytes = await layout.readBytes(parseDigest(docs.manifest.digest), docs.manifest.size);
-  const manifest = JSON.parse(manifestBytes.toString('utf8')) as ImageManifest;
-  const report: PushReport = { digest: docs.manifest.digest, manifest: docs.manifest, config: docs.config, doc: docs.doc, uploaded: [], mounted: [], existing: [] };
+  const report: PushReport = { digest: doc.descriptor.digest, uploaded: [], mounted: [], existing: [] };
   const here = `${ref.registry}/${ref.repository}`;
   // Blobs known to be in other repositories of this registry can be mounted from there: the
   // token must grant pull on those repositories too.
   const sources = new Set<string>();
-  for (const b of [...manifest.layers, manifest.config]) {
+  for (const b of doc.blobs) {
     for (const o of origins(store, b.digest)) {
       if (o !== here && o.startsWith(`${ref.registry}/`)) sources.add(o.slice(ref.registry.length + 1));
     }
   }
   for (const repo of [...sources].slice(0, 8)) client.extraScopes.push(`repository:${repo}:pull`);
-  for (const b of [...manifest.layers, manifest.config]) {
+  for (const b of doc.blobs) {
     const d = parseDigest(b.digest);
     if (await client.hasBlob(b.digest)) {
       report.existing.push(b.digest);
@@ -451,7 +448,7 @@ export async function pushImage(store: BuildStore, img: { config: Omit<ImageConf
     }
     addOrigin(store, b.digest, here);
   }
-  await client.putManifest(ref.tag ?? docs.manifest.digest, manifest.mediaType ?? 'application/vnd.oci.image.manifest.v1+json', manifestBytes);
-  opts.progress?.info(`pushed ${name}@${docs.manifest.digest}`);
+  const tag = opts.byDigest ? undefined : ref.tag;
+  await client.putManifest(tag ?? doc.descriptor.digest, doc.descriptor.mediaType, doc.bytes);
   return report;
 }

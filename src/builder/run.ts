@@ -13,6 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import type { Mount, Spec } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { resolveInRoot, lstatOrUndefined, components } from './rootpath.js';
+import { inUserNamespace } from './mount.js';
 
 /** Docker's default capability set for containers (and so for RUN). */
 export const DOCKER_CAPS = [
@@ -91,7 +92,7 @@ export async function runSpec(req: RunRequest): Promise<Spec> {
   const caps = req.insecure ? ownCapabilities() : [...DOCKER_CAPS];
   spec.process = {
     terminal: false,
-    user: req.user.additionalGids.length ? { uid: req.user.uid, gid: req.user.gid, additionalGids: req.user.additionalGids } : { uid: req.user.uid, gid: req.user.gid },
+    user: { uid: req.user.uid, gid: req.user.gid, additionalGids: req.user.additionalGids },
     args: req.args,
     env: req.env,
     cwd: req.cwd,
@@ -112,6 +113,12 @@ export async function runSpec(req: RunRequest): Promise<Spec> {
   spec.mounts = mounts;
   const linux = spec.linux!;
   if (req.network === 'host') linux.namespaces = linux.namespaces!.filter((n) => n.type !== 'network');
+  if (inUserNamespace()) {
+    // A rootless build: /sys is the host's, bound (a sysfs cannot be mounted from a user namespace
+    // that does not own the network namespace); the runtime binds device nodes itself there.
+    const sys = mounts.findIndex((m) => m.destination === '/sys');
+    if (sys >= 0) mounts[sys] = { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] };
+  }
   // No cgroup limits for build steps: the builder's own cgroup bounds them.
   delete linux.resources;
   if (req.insecure) {
@@ -305,21 +312,56 @@ async function runContainer(id: string, req: RunRequest, opts: RunnerOptions, li
     reader.on('close', () => resolve());
     reader.on('error', () => resolve());
   });
-  let code: number;
-  try {
-    code = await runtime.run({ root: opts.runtimeRoot }, id, { bundle: req.bundleDir, detach: false, stdio: [devNull, writeFd, writeFd] });
-  } catch (err) {
-    // "create keel-build-123-4-xyz: exec: ..." → "the container did not start: exec: ..."
-    const msg = (err as Error).message.replace(new RegExp(`^create ${id}: `), '');
-    throw new KeelError(`the container did not start: ${msg}`);
-  } finally {
+  const ctx = { root: opts.runtimeRoot };
+  let exit: Promise<{ status: number }> | undefined;
+  let closed = false;
+  const closeOurs = () => {
+    if (closed) return;
+    closed = true;
     fs.closeSync(writeFd);
     fs.closeSync(devNull);
+  };
+  try {
+    // Containers are created and started one at a time in this process: a container cloned while
+    // another is between its clone and its exec would hold copies of that one's pipes. Their exits
+    // are waited for side by side (SIGCHLD, no thread held).
+    await oneAtATime(async () => {
+      await runtime.create(ctx, id, { bundle: req.bundleDir, stdio: [devNull, writeFd, writeFd] });
+      const { pid } = await runtime.state(ctx, id);
+      exit = runtime.watchExit(pid!);
+      await runtime.start(ctx, id);
+      // The container has its own copies now: ours would keep the output open for later clones.
+      closeOurs();
+    });
+  } catch (err) {
+    closeOurs();
+    if (exit) await runtime.kill(ctx, id, 'KILL', { all: true }).catch(() => {});
+    await runtime.remove(ctx, id, { force: true }).catch(() => {});
+    // "create keel-build-123-4-xyz: exec: ..." → "the container did not start: exec: ..."
+    const msg = (err as Error).message.replace(new RegExp(`^(create|start) ${id}: `), '');
+    throw new KeelError(`the container did not start: ${msg}`);
   }
+  // A SIGCHLD listener does not keep Node's event loop alive: a timer does, until the exit.
+  const alive = setInterval(() => {}, 1 << 30);
+  let status: number;
+  try {
+    ({ status } = await exit!);
+  } finally {
+    clearInterval(alive);
+  }
+  await runtime.remove(ctx, id, { force: true });
   await done;
   reader.destroy();
   lines.end();
-  return { code, tail: lines.tail };
+  return { code: status, tail: lines.tail };
+}
+
+let creating: Promise<void> = Promise.resolve();
+/** Runs `fn` when no other call of it is running in this process. */
+function oneAtATime(fn: () => Promise<void>): Promise<void> {
+  const run = creating.then(fn, fn);
+  creating = run.catch(() => {});
+  return run;
 }
 
 const osSignals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGPIPE: 13 };

@@ -77,6 +77,7 @@ export class Snapshots {
   private async materialize(layers: LayerRef[], i: number): Promise<string> {
     const ref = layers[i]!;
     const diffID = await ref.diffID;
+    await this.store.ensureLayer(diffID);
     const rec = this.store.layerRecord(diffID);
     const order: CompressionName[] = ['none', 'zstd', 'gzip'];
     const blob = order.map((c) => rec?.blobs[c]).find(Boolean);

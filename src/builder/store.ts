@@ -21,7 +21,7 @@
 // a build that fails or is killed leaves the store consistent: at worst unreferenced files that
 // the next `prune` removes. Snapshots are made in tmp/ and renamed into s/ when complete.
 import * as fs from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { randomBytes, createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -65,7 +65,8 @@ export interface SnapshotRecord {
 
 /** Default store: /var/lib/keel for root, $XDG_DATA_HOME/keel (or ~/.local/share/keel) otherwise. */
 export function defaultStoreRoot(): string {
-  if (process.getuid?.() === 0) return '/var/lib/keel';
+  // (A rootless build is root in its user namespace, and keeps the user's store.)
+  if (process.getuid?.() === 0 && process.env.KEEL_BUILD_ROOTLESS !== '1') return '/var/lib/keel';
   const xdg = process.env.XDG_DATA_HOME;
   return join(xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.local', 'share'), 'keel');
 }
@@ -120,7 +121,9 @@ export class BuildStore {
   }
 
   /** Opens (creating when missing) the store at `root`. */
-  static open(root: string = defaultStoreRoot()): BuildStore {
+  static open(rootArg: string = defaultStoreRoot()): BuildStore {
+    // Absolute: RUN bundles name their root filesystems under it.
+    const root = resolve(rootArg);
     try {
       fs.mkdirSync(root, { recursive: true, mode: 0o700 });
       for (const d of ['s', 'layers', 'cache', 'ctx', 'tmp', 'locks', 'empty']) {
@@ -213,6 +216,31 @@ export class BuildStore {
     if (src) next.source = src;
     writeFileAtomic(join(this.root, 'layers', `${hexOf(diffID)}.json`), JSON.stringify(next));
     return next;
+  }
+
+  // ---- layers fetched on demand ----
+
+  private readonly fetchers = new Map<string, () => Promise<void>>();
+  private readonly fetching = new Map<string, Promise<void>>();
+
+  /** A way to bring a layer's blobs into the store when a build needs them (a layer of an imported cache). */
+  addFetcher(diffID: string, fetch: () => Promise<void>): void {
+    if (!this.fetchers.has(diffID)) this.fetchers.set(diffID, fetch);
+  }
+
+  /** Brings a layer's blobs into the store when it has none yet and a fetcher knows where they are. */
+  async ensureLayer(diffID: string): Promise<void> {
+    const rec = this.layerRecord(diffID);
+    if (rec && Object.keys(rec.blobs).length > 0) return;
+    const fetch = this.fetchers.get(diffID);
+    if (!fetch) return;
+    let p = this.fetching.get(diffID);
+    if (!p) {
+      p = fetch();
+      this.fetching.set(diffID, p);
+      p.catch(() => this.fetching.delete(diffID));
+    }
+    await p;
   }
 
   // ---- snapshots ----

@@ -188,6 +188,9 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
   const newCgroupNs = (cloneFlags & CLONE.NEWCGROUP) !== 0;
   cloneFlags &= ~CLONE.NEWCGROUP;
   const userns = seen.has('user');
+  // Mounts and device nodes as in a new user namespace also when the runtime itself runs in one
+  // (a rootless builder): nodes are bound, locked mount flags kept.
+  const inUserns = userns || runningInUserNamespace();
   const mountns = seen.has('mount');
   // Time offsets can be written only while no process is in the time namespace: the child makes
   // it for its children (unshare), writes them, then enters it (setns).
@@ -303,8 +306,8 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     const mounts = config.mounts ?? [];
     const devBound = mounts.some((m) => posix.normalize(m.destination) === '/dev' && parseMountOptions(m.options, m.type).bind);
     const devMounted = mounts.some((m) => posix.normalize(m.destination) === '/dev');
-    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle, userns, seen.has('cgroup')));
-    if (!devBound) compileDevices(p, config, rootfs, userns, devMounted);
+    mounts.forEach((m, i) => compileMount(p, m, i, rootfs, opts.bundle, inUserns, seen.has('cgroup')));
+    if (!devBound) compileDevices(p, config, rootfs, inUserns, devMounted);
     // A missing cwd is made (0755, by root, before / can be read-only), as runc does.
     if (proc.cwd && proc.cwd !== '/') mkdirAll(p, rootfs, secureJoin(rootfs, proc.cwd), '/process/cwd');
     if (opts.syncBeforePivot) syncPoint(p, opts, MARK_PIVOT, 'pivot');
@@ -571,6 +574,10 @@ function mkdirAll(p: Program, root: string, dir: string, field?: string, mode = 
   for (const prefix of pathPrefixes(root, dir)) {
     p.sys(S.mkdir, [p.cstr(prefix), mode], { what: `${field ? `${field}: ` : ''}mkdir ${quoteValue(prefix, 128)}`, tolerate: EEXIST });
   }
+}
+
+function runningInUserNamespace(): boolean {
+  try { return !/^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8')); } catch { return false; }
 }
 
 function compileMount(p: Program, m: Mount, index: number, rootfs: string, bundle: string, userns: boolean, cgroupns: boolean): void {

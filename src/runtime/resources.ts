@@ -1,11 +1,10 @@
 // A container's cgroup (src/runtime/cgroups) as the lifecycle uses it: made and limited before the
 // init runs anything, found again from the state record by later commands, removed on delete.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeelError } from '../util/errors.js';
 import type { Spec } from '../spec/index.js';
 import { createCgroupManager, readProcCgroups, runcDefaultDeviceRules, type CgroupManager } from './cgroups/index.js';
-import type { ContainerRecord } from './state.js';
 
 /** What the state record keeps to find the cgroup again: the config's path and the runtime's own cgroups then. */
 export interface CgroupRecord {
@@ -32,13 +31,18 @@ function deviceRules(config: Spec) {
   ];
 }
 
+/** Root of a user namespace (a rootless builder) is rootless too for cgroups, as runc judges it. */
+function inUserNamespace(): boolean {
+  try { return !/^\s*0\s+0\s+4294967295\s*$/.test(readFileSync('/proc/self/uid_map', 'utf8')); } catch { return false; }
+}
+
 /**
  * What the state record keeps of the cgroup a new container will get. Saved before the cgroup is
  * made, so that whatever a runtime killed in the middle of making it left, `delete --force` finds.
  */
 export function cgroupRecord(config: Spec, id: string, opts: { systemd: boolean }): CgroupRecord {
   const rec: CgroupRecord = {
-    cgroupsPath: config.linux?.cgroupsPath, ownCgroups: readProcCgroups(), systemd: opts.systemd, rootless: process.getuid?.() !== 0,
+    cgroupsPath: config.linux?.cgroupsPath, ownCgroups: readProcCgroups(), systemd: opts.systemd, rootless: process.getuid?.() !== 0 || inUserNamespace(),
   };
   const f = manager(id, rec).controller('freezer');
   if (f) rec.freezerFile = join(f.dir, f.version === 1 ? 'freezer.state' : 'cgroup.freeze');
@@ -116,7 +120,7 @@ export function prepareBornCgroup(config: Spec, id: string, rec: CgroupRecord): 
 }
 
 /** The cgroup manager of an existing container, or undefined when keel did not give it one. */
-export function cgroupOf(rec: ContainerRecord): CgroupManager | undefined {
-  const c = (rec as { cgroup?: CgroupRecord }).cgroup;
+export function cgroupOf(rec: { id: string; cgroup?: CgroupRecord }): CgroupManager | undefined {
+  const c = rec.cgroup;
   return c ? manager(rec.id, c) : undefined;
 }

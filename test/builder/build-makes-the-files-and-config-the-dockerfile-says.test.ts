@@ -55,7 +55,7 @@ test('a Dockerfile FROM scratch gives the files, owners, modes and config it des
   assert.deepEqual(t.get('app/data/hello.txt'), { type: 'file', mode: 0o640, uid: 0, gid: 0, size: 3, sha: t.get('app/data/hello.txt')!.sha });
   assert.equal(fs.readFileSync(join(bundle, 'rootfs/app/out.txt'), 'utf8'), 'hello world from tester in /app\n');
   assert.equal(fs.readFileSync(join(bundle, 'rootfs/app/uid.txt'), 'utf8'), '0\n');
-  assert.equal(fs.readFileSync(join(bundle, 'rootfs/tmp/id.txt'), 'utf8'), 'uid=1000(app) gid=50(staff)\n');
+  assert.equal(fs.readFileSync(join(bundle, 'rootfs/tmp/id.txt'), 'utf8'), 'uid=1000(app) gid=50(staff) groups=50(staff)\n');
   assert.equal(t.get('bin/vi'), undefined, 'a file deleted by RUN is gone (whiteout)');
   assert.equal(t.get('bin/sh')?.link, '/bin/busybox');
   // RUN mount points the runtime needed are not left in the image

@@ -20,13 +20,18 @@ WORKDIR /srv/dir
 RUN env | sort | grep -E '^(E1|A1|PATH|HOME)=' > /env.txt && pwd > /pwd.txt && grep CapEff /proc/self/status > /caps.txt
 USER app
 RUN id > /tmp/user.txt; touch /tmp/owned-by-app
+USER app:staff
+RUN id -G > /tmp/groups-explicit.txt
 USER 0
 RUN chown app /tmp/owned-by-app && echo chown-ok > /chown.txt
 RUN --security=insecure grep CapEff /proc/self/status > /caps-insecure.txt
 `), { tags: ['runenv'] });
   assert.equal(read('runenv:latest', 'env.txt'), 'A1=two\nE1=one\nHOME=/root\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n');
   assert.equal(read('runenv:latest', 'pwd.txt'), '/srv/dir\n');
-  assert.equal(read('runenv:latest', 'tmp/user.txt'), 'uid=1000(app) gid=1000(app) groups=50(staff)\n');
+  assert.equal(read('runenv:latest', 'tmp/user.txt'), 'uid=1000(app) gid=1000(app) groups=50(staff),1000(app)\n');
+  // Supplementary groups as BuildKit sets them since CVE-2023-25173: the primary group always, the
+  // user's /etc/group memberships only when USER names no group.
+  assert.equal(read('runenv:latest', 'tmp/groups-explicit.txt'), '50\n');
   assert.equal(read('runenv:latest', 'chown.txt'), 'chown-ok\n');
   // CAP_CHOWN CAP_DAC_OVERRIDE CAP_FOWNER CAP_FSETID CAP_KILL CAP_SETGID CAP_SETUID CAP_SETPCAP CAP_NET_BIND_SERVICE CAP_NET_RAW CAP_SYS_CHROOT CAP_MKNOD CAP_AUDIT_WRITE CAP_SETFCAP
   assert.equal(read('runenv:latest', 'caps.txt'), 'CapEff:\t00000000a80425fb\n');

@@ -33,6 +33,7 @@ export class BuildCommand extends KeelCommand {
       'RUN steps run in containers of keel\'s runtime, in-process, on overlay snapshots; `--runtime PATH` runs them with an OCI runtime CLI (runc, crun) instead.',
       'Where the image goes: by default into the store, tagged with each -t (FROM finds it there by name). `--output type=oci,dest=DIR` writes an OCI layout (ref names: the tags of -t, else latest), `type=oci-archive,dest=FILE` an OCI archive, `type=registry` pushes to every -t NAME:TAG. On success the image\'s manifest digest is printed.',
       'FROM takes scratch, a stage, oci-layout://DIR[:TAG], an image of the store, or a registry reference (pulled; registries on the loopback interface and --insecure-registry hosts use plain HTTP).',
+      '`--cache-to` exports the build cache in BuildKit\'s cache format (application/vnd.buildkit.cacheconfig.v0) to an OCI layout directory or a registry reference; `--cache-from` uses such a cache: its steps are cache hits as if built here, their layers fetched only when needed.',
     ].join('\n\n'),
     examples: [
       ['Build into the store', 'keel-build build -t app:1 .'],
@@ -54,16 +55,24 @@ export class BuildCommand extends KeelCommand {
   platform = Option.String('--platform', { description: 'OS/ARCH[/VARIANT] of the image (default this machine\'s)' });
   store = Option.String('--store,--root', { description: 'the store directory' });
   contexts = Option.Array('--build-context', [], { description: 'NAME=DIR or NAME=oci-layout://DIR[:TAG] for FROM/COPY --from=NAME (repeatable)' });
+  ssh = Option.Array('--ssh', [], { description: 'default | ID=SOCKET | ID=KEY[,KEY...]: an ssh agent for RUN --mount=type=ssh (repeatable; default is $SSH_AUTH_SOCK)' });
   secrets = Option.Array('--secret', [], { description: 'id=ID,src=FILE or id=ID,env=VAR for RUN --mount=type=secret (repeatable)' });
   insecure = Option.Array('--insecure-registry', [], { description: 'a registry HOST[:PORT] spoken to over plain HTTP (repeatable)' });
   creds = Option.String('--creds', { description: 'USER:PASSWORD for the registries this build pulls from and pushes to' });
   offline = Option.Boolean('--offline', false, { description: 'never pull from a registry' });
   quiet = Option.Boolean('-q,--quiet', false, { description: 'no progress; print the digest only' });
   maxSize = Option.String('--max-unpacked-size', { description: 'SIZE (e.g. 10G): the most a base image\'s layer may unpack to (default: the store\'s free space less a margin)' });
+  cacheTo = Option.Array('--cache-to', [], { description: 'type=local,dest=DIR[,mode=min|max] | type=registry,ref=NAME:TAG[,mode=min|max]: export the build cache (repeatable)' });
+  cacheFrom = Option.Array('--cache-from', [], { description: 'type=local,src=DIR | type=registry,ref=NAME:TAG (or just NAME:TAG): use a build cache (repeatable)' });
   iidfile = Option.String('--iidfile', { description: 'write the image\'s manifest digest to this file' });
   contextDir = Option.String({ name: 'CONTEXT' });
 
   async run(): Promise<number | void> {
+    // Without root: the same command again in a user namespace of the user's subordinate ids.
+    if (process.getuid?.() !== 0 && process.env.KEEL_BUILD_ROOTLESS !== '1') {
+      const { runInUserNamespace } = await import('../../builder/rootless.js');
+      return runInUserNamespace(process.argv.slice(2));
+    }
     // Each in-process RUN waits for its container on one of libuv's threads: leave room for I/O.
     process.env.UV_THREADPOOL_SIZE ??= '16';
     if (this.compression !== 'gzip' && this.compression !== 'zstd') throw new KeelError(`--compression ${JSON.stringify(this.compression)}: gzip or zstd`);
@@ -102,8 +111,11 @@ export class BuildCommand extends KeelCommand {
       for await (const c of this.context.stdin as unknown as AsyncIterable<unknown>) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
       dockerfileText = Buffer.concat(chunks).toString('utf8');
     }
-    const { build } = await import('../../builder/index.js');
     const maxUnpackedSize = this.maxSize === undefined ? undefined : (await import('../../layers/index.js')).parseSize(this.maxSize, '--max-unpacked-size');
+    const { build, parseCacheOption, parseSshOption } = await import('../../builder/index.js');
+    const ssh = Object.fromEntries(this.ssh.map((v) => parseSshOption(v)));
+    const cacheTo = this.cacheTo.map((c) => parseCacheOption(c, '--cache-to') as import('../../builder/index.js').CacheExportSpec);
+    const cacheFrom = this.cacheFrom.map((c) => parseCacheOption(c, '--cache-from') as import('../../builder/index.js').CacheImportSpec);
     const result = await build({
       context: this.contextDir,
       dockerfile: this.file === '-' ? undefined : this.file,
@@ -123,6 +135,9 @@ export class BuildCommand extends KeelCommand {
       progressStream: this.context.stderr as never,
       registry: { insecure: this.insecure, offline: this.offline, credentials },
       ...(maxUnpackedSize === undefined ? {} : { maxUnpackedSize }),
+      cacheTo,
+      cacheFrom,
+      ssh,
     });
     if (this.iidfile) {
       const { writeFileSync } = await import('node:fs');
