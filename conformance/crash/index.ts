@@ -21,7 +21,7 @@ import { RuntimeDriver } from '../runtime/driver.js';
 import { hostInfo, parseMountinfo } from '../runtime/host.js';
 import { buildProbe } from '../runtime/probe.js';
 import { resolveRuntime, safeRemove } from '../runtime/index.js';
-import { LEFTOVER_KINDS, OrphanReaper, becomeSubreaper, cgroupDir, descendants, findLeftovers, hasChild, procState, removeCgroup, removeLeftovers, sleepMs, type Leftover, type LeftoverKind, type Scope } from './leftovers.js';
+import { LEFTOVER_KINDS, OrphanReaper, becomeSubreaper, cgroupDir, cgroupHierarchies, descendants, findLeftovers, hasChild, procState, removeCgroup, removeLeftovers, sleepMs, type Leftover, type LeftoverKind, type Scope } from './leftovers.js';
 
 export { LEFTOVER_KINDS, type Leftover, type LeftoverKind } from './leftovers.js';
 
@@ -246,7 +246,7 @@ export async function runCrashSweep(opts: CrashOptions): Promise<CrashReport> {
   // The bundles are made as the conformance suite makes them (its driver is not used here).
   const ctx = new SuiteContext({ driver: new RuntimeDriver(runtimePath, root, logs), host: hostInfo(), probe, tmp, runtimeName: runtime });
   const spawned = new Set<number>();
-  const scope: Scope = { cgroupMounts: ctx.host.cgroupMounts, exclude, mountNamespaces, spawned };
+  const scope: Scope = { cgroupMounts: cgroupHierarchies(), exclude, mountNamespaces, spawned };
   const reaper = new OrphanReaper(spawned);
   reaper.start();
   const cgroupParent = `/keel-crash-${process.pid}`;

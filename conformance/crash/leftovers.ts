@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { libc } from '../../src/runtime/sys/libc.js';
-import { parseMountinfo, type CgroupMount } from '../runtime/host.js';
+import { hostInfo, parseMountinfo, type CgroupMount } from '../runtime/host.js';
 
 export const LEFTOVER_KINDS = ['process', 'cgroup', 'mount', 'state', 'file'] as const;
 export type LeftoverKind = (typeof LEFTOVER_KINDS)[number];
@@ -169,6 +169,15 @@ export function descendants(exclude: Set<number>, spawned: Set<number> = new Set
   };
   walk(process.pid);
   return { alive, reaped };
+}
+
+/**
+ * Every cgroup hierarchy (v1 controllers, named ones and the unified one), each once: a hierarchy
+ * mounted a second time elsewhere (a checkpoint tool's scratch mounts) is the same directories.
+ */
+export function cgroupHierarchies(): CgroupMount[] {
+  const seen = new Set<string>();
+  return hostInfo().cgroupMounts.filter((m) => !seen.has(m.dev) && !!seen.add(m.dev));
 }
 
 /** The directory of cgroup path `path` (absolute, e.g. /kc/ID) in a hierarchy. */

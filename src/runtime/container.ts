@@ -8,6 +8,7 @@ import { KeelError } from '../util/errors.js';
 import { StateStore, checkId, startTimeOf, type ContainerRecord } from './state.js';
 import { runHooks, killGroup, type HookTracker } from './hooks.js';
 import { SIGNALS, NAMESPACES } from './linux/constants.js';
+import { CLOAK_NAME } from './native/cloak.js';
 
 export type Status = State['status'] | 'paused';
 
@@ -81,7 +82,14 @@ export function statusOf(ctx: RuntimeContext, rec: ContainerRecord): Status {
   if (!isAlive(rec)) return 'stopped';
   // The freezer first, as runc: a paused container is paused whether it was started or not.
   if (freezerState(rec)) return 'paused';
-  return existsSync(store(ctx).fifo(rec.id)) ? 'created' : 'running';
+  // A start killed between the start byte and removing the fifo leaves the fifo of a running
+  // container: created only while the init has not exec'd its program.
+  return existsSync(store(ctx).fifo(rec.id)) && !hasExeced(rec.pid) ? 'created' : 'running';
+}
+
+/** Whether the init has exec'd (until then it shows the cloak's name, "keel init"). */
+function hasExeced(pid: number): boolean {
+  try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd() !== CLOAK_NAME; } catch { return false; }
 }
 
 function freezerState(rec: ContainerRecord): boolean {
@@ -502,7 +510,17 @@ async function destroy(ctx: RuntimeContext, rec: ContainerRecord): Promise<void>
   killHookGroups(rec);
   delete rec.hookGroups;
   await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }, { warn: ctx.warn, track: hookTracker(st, rec) });
-  try { if (rec.cgroup) await (await import('./resources.js')).cgroupOf(rec)?.destroy({ kill: true }); } catch (err) { ctx.warn?.(`removing the cgroup of ${rec.id}: ${(err as Error).message}`); }
+  const cgroup = (await import('./resources.js')).cgroupOf(rec);
+  // A cgroup that cannot go yet (a process slow to die) keeps the state: the record is how a
+  // later delete finds it again.
+  for (let attempt = 1; cgroup; attempt++) {
+    try {
+      await cgroup.destroy({ kill: true });
+      break;
+    } catch (err) {
+      if (attempt === 3) throw new KeelError(`cannot remove the cgroup of container ${rec.id}, so its state is kept (delete it again): ${(err as Error).message}`);
+    }
+  }
   for (const f of rec.tempFiles ?? []) rmSync(f, { force: true });
   await reap(rec);
   st.remove(rec.id);
@@ -552,7 +570,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
     c.close(spawned.errFd);
     try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
     c.waitpid(rec.pid, new Int32Array(1), 0);
-    await destroy(ctx, rec);
+    await destroy(ctx, rec).catch((e: Error) => ctx.warn?.(e.message));
     throw err;
   }
   c.write(spawned.startFd, new Uint8Array([0]), 1);
@@ -563,7 +581,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   c.close(spawned.errFd);
   if (failed) {
     c.waitpid(rec.pid, new Int32Array(1), 0);
-    if (!opts.keep) await destroy(ctx, rec);
+    if (!opts.keep) await destroy(ctx, rec).catch((e: Error) => ctx.warn?.(e.message));
     throw new KeelError(`run ${id}: ${spawned.explain(Number(failed.step), failed.value)}`);
   }
   await runHooks('poststart', config.hooks?.poststart, toState(ctx, rec), { warn: ctx.warn, track });
@@ -574,7 +592,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   await relay?.close();
   if (!opts.keep) {
     const st = store(ctx);
-    await st.withLock(id, async () => destroy(ctx, st.load(id)));
+    await st.withLock(id, async () => destroy(ctx, st.load(id))).catch((e: Error) => ctx.warn?.(e.message));
   }
   return code;
 }
