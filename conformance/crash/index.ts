@@ -100,6 +100,8 @@ export interface CrashReport {
   total: Figures;
   /** Kills that left something (all of them). */
   failures: KillResult[];
+  /** Containers the runtime failed to set up (or, calibrating, to run) without being killed; each was tried again. */
+  setupFailures: number;
   ok: boolean;
 }
 
@@ -168,8 +170,8 @@ function configure(b: Bundle, variant: CrashVariant, cgroupPath: string, args: s
       prestart: [hostHook()],
       createRuntime: [hostHook()],
       // Run before pivot_root: the probe by its host path.
-      createContainer: [{ path: join(b.rootfs, 'probe'), args: ['probe', '--no-report'] }],
-      startContainer: [{ path: '/probe', args: ['probe', '--no-report'] }],
+      createContainer: [{ path: join(b.rootfs, 'probe'), args: ['probe', '--stdin'] }],
+      startContainer: [{ path: '/probe', args: ['probe', '--stdin'] }],
       poststart: [hostHook()],
       poststop: [hostHook()],
     };
@@ -236,7 +238,7 @@ export async function runCrashSweep(opts: CrashOptions): Promise<CrashReport> {
       if (Date.now() > deadline || procState(hp) === undefined) throw new KeelError('could not make a mount namespace without /sys/fs/cgroup/unified (unshare -m)');
       sleepMs(5);
     }
-    if (parseMountinfo(readFileSync(`/proc/${hp}/mountinfo`, 'utf8')).some((m) => m.fstype === 'cgroup2')) throw new KeelError('could not unmount the cgroup2 mount in a private mount namespace');
+    if (parseMountinfo(readFileSync(`/proc/${hp}/mountinfo`, 'utf8')).some((m) => m.mountpoint === '/sys/fs/cgroup/unified')) throw new KeelError('could not unmount the cgroup2 mount in a private mount namespace');
     exclude.add(hp);
     mountNamespaces.push(hp);
     runtimePath = join(tmp, 'runtime-wrapper');
@@ -365,10 +367,29 @@ export async function runCrashSweep(opts: CrashOptions): Promise<CrashReport> {
     return { leftovers: found.leftovers, deleteCode: del.code, ...(del.code !== 0 ? { deleteError: del.error } : {}) };
   }
 
-  async function setUp(c: ReturnType<typeof container>): Promise<void> {
-    for (const s of c.setup) {
-      const r = await run(s);
-      if (r.code !== 0) throw new KeelError(`crash sweep: ${runtime} ${s[0]} failed, so the sweep cannot set up its containers: ${r.error || `exit ${r.code}`}`);
+  let rootBaseline = new Set<string>();
+  let setupFailures = 0;
+  /**
+   * A container for `command`, set up as it needs, and `check` passed on it; a failure (a runtime
+   * may fail now and then) is cleaned up and tried again, three times in all.
+   */
+  async function prepared(command: CrashCommand, variant: CrashVariant, check?: (c: ReturnType<typeof container>) => Promise<string | undefined>) {
+    for (let attempt = 1; ; attempt++) {
+      const c = container(command, variant);
+      let failed: string | undefined;
+      for (const s of c.setup) {
+        const r = await run(s);
+        if (r.code !== 0) {
+          failed = `${s[0]} failed: ${r.error || `exit ${r.code}`}`;
+          break;
+        }
+      }
+      failed ??= await check?.(c);
+      if (!failed) return c;
+      setupFailures++;
+      await inspect(c, rootBaseline);
+      safeRemove(c.b.dir);
+      if (attempt === 3) throw new KeelError(`crash sweep: ${runtime} ${command} (${variant} bundle): ${failed}`);
     }
   }
 
@@ -381,20 +402,17 @@ export async function runCrashSweep(opts: CrashOptions): Promise<CrashReport> {
   try {
     // Calibration: every command and variant, timed to the end (and cleaned up the same way).
     const calibration: Calibration[] = [];
-    let rootBaseline = new Set<string>();
     for (const command of commands) {
       for (const variant of variants) {
         const cal: Calibration = { command, variant, spanMs: 0 };
         for (let i = 0; i < (opts.calibrationRuns ?? 2); i++) {
-          const c = container(command, variant);
-          await setUp(c);
-          const t = await timed(c.args);
-          if (t.code !== 0) {
-            const err = readFileSync(join(logs, `${logSeq}.err`), 'utf8').trim().split('\n').at(-1);
-            throw new KeelError(`crash sweep: ${runtime} ${command} (${variant} bundle) failed without being killed: ${err ?? `exit ${t.code}`}`);
-          }
-          cal.spanMs = Math.max(cal.spanMs, t.ms);
-          if (t.childMs !== undefined) cal.childMs = Math.max(cal.childMs ?? 0, t.childMs);
+          let t: Timed | undefined;
+          const c = await prepared(command, variant, async (x) => {
+            t = await timed(x.args);
+            return t.code === 0 ? undefined : `${command} failed without being killed: ${readFileSync(join(logs, `${logSeq}.err`), 'utf8').trim().split('\n').at(-1) ?? `exit ${t.code}`}`;
+          });
+          cal.spanMs = Math.max(cal.spanMs, t!.ms);
+          if (t!.childMs !== undefined) cal.childMs = Math.max(cal.childMs ?? 0, t!.childMs);
           await inspect(c, rootBaseline);
           safeRemove(c.b.dir);
         }
@@ -425,8 +443,7 @@ export async function runCrashSweep(opts: CrashOptions): Promise<CrashReport> {
     const total = emptyFigures();
     const failures: KillResult[] = [];
     for (const [n, plan] of plans.entries()) {
-      const c = container(plan.command, plan.variant);
-      await setUp(c);
+      const c = await prepared(plan.command, plan.variant);
       const t = await timed(c.args, plan);
       const found = await inspect(c, rootBaseline);
       const k: KillResult = {
@@ -442,7 +459,7 @@ export async function runCrashSweep(opts: CrashOptions): Promise<CrashReport> {
     }
     return {
       target: opts.hideUnifiedCgroup ? `${runtime} (cgroup2 /sys/fs/cgroup/unified hidden)` : runtime,
-      seed, startedAt: new Date(started).toISOString(), ms: Date.now() - started, calibration, perCommand, total, failures, ok: total.withLeftovers === 0,
+      seed, startedAt: new Date(started).toISOString(), ms: Date.now() - started, calibration, perCommand, total, failures, setupFailures, ok: total.withLeftovers === 0,
     };
   } finally {
     reaper.stop();
@@ -475,6 +492,7 @@ export function formatCrashReport(r: CrashReport): string {
   for (const x of rows) lines.push(x.map((v, i) => (i === 0 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  '));
   lines.push('');
   lines.push('landed: the runtime died of the kill; left: kills after which something was left, by kind (things in all)');
+  if (r.setupFailures) lines.push(`${r.setupFailures} container(s) failed to set up without being killed and were tried again`);
   if (r.failures.length) {
     lines.push('');
     lines.push('what was left:');

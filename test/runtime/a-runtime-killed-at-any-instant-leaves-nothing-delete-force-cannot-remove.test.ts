@@ -36,6 +36,7 @@ test('keel: 500 kills across create, start, exec, run and delete leave nothing a
   const what = r.failures.slice(0, 10).map((k) => `#${k.n} ${k.command} (${k.variant}, ${k.mode} ${k.delayMs} ms): ${k.leftovers.map((l) => `${l.kind} ${l.what}`).join('; ')}`).join('\n');
   assert.equal(r.total.withLeftovers, 0, `${summary(r)}\n${what}`);
   assert.equal(r.total.deleteFailures, 0, 'delete --force always succeeds');
+  assert.equal(r.setupFailures, 0, 'keel never fails to create, start or run a container of the sweep unless killed');
   // The sweep is only worth its figure if the kills hit the commands while they ran.
   for (const [command, f] of Object.entries(r.perCommand)) assert.ok(f!.landed >= f!.kills / 4, `${command}: only ${f!.landed} of ${f!.kills} kills landed before the command finished`);
 });
