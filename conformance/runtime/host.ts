@@ -23,6 +23,8 @@ export interface CgroupMount {
   mountpoint: string;
   /** The cgroup path of the mount's root (mountinfo field 4). */
   root: string;
+  /** major:minor: the same for every mount of one hierarchy. */
+  dev: string;
 }
 
 function readNs(pid: string): Record<string, string> {
@@ -55,6 +57,8 @@ export function statusFields(pid: number | 'self'): Record<string, string> {
 export interface MountEntry {
   id: number;
   parent: number;
+  /** major:minor of the filesystem (one cgroup hierarchy mounted twice shows the same). */
+  dev: string;
   root: string;
   mountpoint: string;
   /** Per-mount options (ro, nosuid, nodev, noexec, relatime ...). */
@@ -81,6 +85,7 @@ export function parseMountinfo(text: string): MountEntry[] {
     out.push({
       id: Number(f[0]),
       parent: Number(f[1]),
+      dev: f[2] ?? '',
       root: unescapeMount(f[3]),
       mountpoint: unescapeMount(f[4]),
       options: f[5].split(','),
@@ -101,11 +106,11 @@ export function mountAt(mountinfo: string | null, path: string): MountEntry | un
 function cgroupMounts(): CgroupMount[] {
   const out: CgroupMount[] = [];
   for (const m of parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))) {
-    if (m.fstype === 'cgroup2') out.push({ version: 'v2', controllers: [], mountpoint: m.mountpoint, root: m.root });
+    if (m.fstype === 'cgroup2') out.push({ version: 'v2', controllers: [], mountpoint: m.mountpoint, root: m.root, dev: m.dev });
     else if (m.fstype === 'cgroup') {
       const controllers = m.superOptions.filter((o) => !['rw', 'ro'].includes(o) && !o.includes('=') && !['clone_children', 'noprefix', 'xattr', 'nsdelegate'].includes(o));
       const named = m.superOptions.filter((o) => o.startsWith('name=')).map((o) => o);
-      out.push({ version: 'v1', controllers: [...controllers, ...named], mountpoint: m.mountpoint, root: m.root });
+      out.push({ version: 'v1', controllers: [...controllers, ...named], mountpoint: m.mountpoint, root: m.root, dev: m.dev });
     }
   }
   return out;

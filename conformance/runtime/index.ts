@@ -52,7 +52,7 @@ export function runtimeChecks(): RuntimeCheck[] {
  * Removes the temporary directory, but never through a mount point: a runtime that left a mount
  * under it (on the host) gets it lazily unmounted first; if one stays, the directory is kept.
  */
-function safeRemove(dir: string): string | null {
+export function safeRemove(dir: string): string | null {
   const under = () =>
     parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'))
       .map((m) => m.mountpoint)
@@ -65,7 +65,7 @@ function safeRemove(dir: string): string | null {
   return null;
 }
 
-function resolveRuntime(name: string): string {
+export function resolveRuntime(name: string): string {
   const candidates = name.includes('/') ? [resolve(name)] : (process.env.PATH ?? '').split(':').filter(Boolean).map((d) => join(d, name));
   for (const c of candidates) {
     try {

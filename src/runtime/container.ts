@@ -1,13 +1,14 @@
 // The container lifecycle of runtime.md: create, start, state, kill, delete, and run = create +
 // start + wait. Containers are made by the native clone trampoline running a syscall program
 // compiled from config.json (init-program.ts); no JavaScript runs in the container's processes.
-import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync, renameSync, openSync, closeSync, writeSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync, renameSync, openSync, closeSync, writeSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { join, resolve, dirname, basename } from 'node:path';
 import type { Spec, State } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { StateStore, checkId, startTimeOf, type ContainerRecord } from './state.js';
-import { runHooks, runHooksIn } from './hooks.js';
+import { runHooks, killGroup, type HookTracker } from './hooks.js';
 import { SIGNALS, NAMESPACES } from './linux/constants.js';
+import { CLOAK_NAME } from './native/cloak.js';
 
 export type Status = State['status'] | 'paused';
 
@@ -81,7 +82,14 @@ export function statusOf(ctx: RuntimeContext, rec: ContainerRecord): Status {
   if (!isAlive(rec)) return 'stopped';
   // The freezer first, as runc: a paused container is paused whether it was started or not.
   if (freezerState(rec)) return 'paused';
-  return existsSync(store(ctx).fifo(rec.id)) ? 'created' : 'running';
+  // A start killed between the start byte and removing the fifo leaves the fifo of a running
+  // container: created only while the init has not exec'd its program.
+  return existsSync(store(ctx).fifo(rec.id)) && !hasExeced(rec.pid) ? 'created' : 'running';
+}
+
+/** Whether the init has exec'd (until then it shows the cloak's name, "keel init"). */
+function hasExeced(pid: number): boolean {
+  try { return readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd() !== CLOAK_NAME; } catch { return false; }
 }
 
 function freezerState(rec: ContainerRecord): boolean {
@@ -138,9 +146,14 @@ interface Spawned {
   explain: (step: number, errno: number) => string;
 }
 
+/** The temporary file writeAtomic writes `path` through. */
+function tempOf(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}`);
+}
+
 /** Writes `text` to `path` atomically (as runc does for --pid-file). */
 function writeAtomic(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}`);
+  const tmp = tempOf(path);
   try {
     writeFileSync(tmp, text);
     renameSync(tmp, path);
@@ -293,9 +306,10 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
       }
       if (step === MARK_PIVOT) {
         const s = { ...toState(ctx, rec), status: 'creating' as const, pid };
-        await runHooks('prestart', hooks.prestart, s);
-        await runHooks('createRuntime', hooks.createRuntime, s);
-        await runHooksIn('createContainer', hooks.createContainer, s, { pid, types: nsTypes(config) });
+        const track = hookTracker(st, rec);
+        await runHooks('prestart', hooks.prestart, s, { track });
+        await runHooks('createRuntime', hooks.createRuntime, s, { track });
+        await runHooks('createContainer', hooks.createContainer, s, { target: { pid, types: nsTypes(config) }, track });
         c.write(goW, one, 1);
         continue;
       }
@@ -314,8 +328,11 @@ async function spawnInit(ctx: RuntimeContext, id: string, opts: CreateOptions, m
     c.close(child.pidfd);
     delete rec.creating;
     delete rec.creator;
+    // The pid file's temporary name is recorded first: `delete` removes it if we die writing it.
+    const pidFile = opts.pidFile ? resolve(opts.pidFile) : undefined;
+    if (pidFile) rec.tempFiles = [tempOf(pidFile)];
     st.save(rec);
-    if (opts.pidFile) writeAtomic(resolve(opts.pidFile), String(pid));
+    if (pidFile) writeAtomic(pidFile, String(pid));
     return {
       pid, pidfd: -1, startFd: startW, config, rec, consoleMaster, errFd: mode === 'run' ? errR : -1,
       explain: (step, errno) => init.program.explain(step, errno, describeErrno),
@@ -354,8 +371,9 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
     if (status === 'stopped') throw new KeelError(`cannot start a container that has stopped: ${id}`);
     if (status !== 'created') throw new KeelError(`cannot start an already running container: ${id}`);
     const config = rec.config as Spec;
+    const track = hookTracker(st, rec);
     try {
-      await runHooksIn('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec), { pid: rec.pid, types: nsTypes(config) });
+      await runHooks('startContainer', config.hooks?.startContainer, runtimeState(ctx, rec), { target: { pid: rec.pid, types: nsTypes(config) }, track });
     } catch (err) {
       // runtime.md: a failing startContainer hook stops the container (delete comes next).
       try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
@@ -372,7 +390,7 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
     }
     try { writeSync(fd, Buffer.from([0])); } finally { closeSync(fd); }
     unlinkSync(fifo);
-    await runHooks('poststart', config.hooks?.poststart, runtimeState(ctx, rec), ctx.warn);
+    await runHooks('poststart', config.hooks?.poststart, runtimeState(ctx, rec), { warn: ctx.warn, track });
   });
 }
 
@@ -456,13 +474,56 @@ function waitGone(rec: ContainerRecord, timeoutMs = 10_000): void {
   }
 }
 
+/**
+ * Records the container's hook process groups in its state as hooks start and end, so that what
+ * a killed runtime's hooks left running can be found.
+ */
+function hookTracker(st: StateStore, rec: ContainerRecord): HookTracker {
+  return {
+    started(pgid) {
+      rec.hookGroups = [...(rec.hookGroups ?? []), `${pgid} ${startTimeOf(pgid)}`];
+      st.save(rec);
+    },
+    finished(pgid) {
+      rec.hookGroups = (rec.hookGroups ?? []).filter((g) => !g.startsWith(`${pgid} `));
+      if (!rec.hookGroups.length) delete rec.hookGroups;
+      try { st.save(rec); } catch { /* the container was deleted meanwhile */ }
+    },
+  };
+}
+
+/** Kills the process groups of hooks that a killed runtime left running. */
+function killHookGroups(rec: ContainerRecord): void {
+  for (const g of rec.hookGroups ?? []) {
+    const [pgid, start] = g.split(' ');
+    // A live leader that is not the hook means its pid was reused, which a group still holding
+    // processes would have prevented: nothing of the hook is left.
+    const now = startTimeOf(Number(pgid));
+    if (now === '' || now === start) killGroup(Number(pgid));
+  }
+}
+
 /** Removes what the container owns, running its poststop hooks. */
 async function destroy(ctx: RuntimeContext, rec: ContainerRecord): Promise<void> {
   const config = rec.config as Spec;
-  await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }, ctx.warn);
-  try { if (rec.cgroup) await (await import('./resources.js')).cgroupOf(rec)?.destroy({ kill: true }); } catch (err) { ctx.warn?.(`removing the cgroup of ${rec.id}: ${(err as Error).message}`); }
+  const st = store(ctx);
+  killHookGroups(rec);
+  delete rec.hookGroups;
+  await runHooks('poststop', config.hooks?.poststop, { ...toState(ctx, rec), status: 'stopped' }, { warn: ctx.warn, track: hookTracker(st, rec) });
+  const cgroup = (await import('./resources.js')).cgroupOf(rec);
+  // A cgroup that cannot go yet (a process slow to die) keeps the state: the record is how a
+  // later delete finds it again.
+  for (let attempt = 1; cgroup; attempt++) {
+    try {
+      await cgroup.destroy({ kill: true });
+      break;
+    } catch (err) {
+      if (attempt === 3) throw new KeelError(`cannot remove the cgroup of container ${rec.id}, so its state is kept (delete it again): ${(err as Error).message}`);
+    }
+  }
+  for (const f of rec.tempFiles ?? []) rmSync(f, { force: true });
   await reap(rec);
-  store(ctx).remove(rec.id);
+  st.remove(rec.id);
 }
 
 /** `keel delete`: deletes a stopped (or created) container; `force` kills a running one first. */
@@ -502,13 +563,14 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   const { libc, waitForwarding } = await import('./sys/libc.js');
   const c = libc();
   const { rec, config } = spawned;
+  const track = hookTracker(store(ctx), rec);
   try {
-    await runHooksIn('startContainer', config.hooks?.startContainer, toState(ctx, rec), { pid: rec.pid, types: nsTypes(config) });
+    await runHooks('startContainer', config.hooks?.startContainer, toState(ctx, rec), { target: { pid: rec.pid, types: nsTypes(config) }, track });
   } catch (err) {
     c.close(spawned.errFd);
     try { process.kill(rec.pid, 'SIGKILL'); } catch { /* gone */ }
     c.waitpid(rec.pid, new Int32Array(1), 0);
-    await destroy(ctx, rec);
+    await destroy(ctx, rec).catch((e: Error) => ctx.warn?.(e.message));
     throw err;
   }
   c.write(spawned.startFd, new Uint8Array([0]), 1);
@@ -519,10 +581,10 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   c.close(spawned.errFd);
   if (failed) {
     c.waitpid(rec.pid, new Int32Array(1), 0);
-    if (!opts.keep) await destroy(ctx, rec);
+    if (!opts.keep) await destroy(ctx, rec).catch((e: Error) => ctx.warn?.(e.message));
     throw new KeelError(`run ${id}: ${spawned.explain(Number(failed.step), failed.value)}`);
   }
-  await runHooks('poststart', config.hooks?.poststart, toState(ctx, rec), ctx.warn);
+  await runHooks('poststart', config.hooks?.poststart, toState(ctx, rec), { warn: ctx.warn, track });
   if (opts.detach) return 0;
   const relay = spawned.consoleMaster >= 0 ? await relayConsole(spawned.consoleMaster) : undefined;
 
@@ -530,7 +592,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   await relay?.close();
   if (!opts.keep) {
     const st = store(ctx);
-    await st.withLock(id, async () => destroy(ctx, st.load(id)));
+    await st.withLock(id, async () => destroy(ctx, st.load(id))).catch((e: Error) => ctx.warn?.(e.message));
   }
   return code;
 }

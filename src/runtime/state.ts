@@ -22,6 +22,13 @@ export interface ContainerRecord {
   creator?: string;
   /** How to find the container's cgroup again (see resources.ts). */
   cgroup?: import('./resources.js').CgroupRecord;
+  /**
+   * Process groups of hooks running now ("pgid starttime" of the hook that leads it), recorded
+   * before each hook execs: `delete --force` kills what a killed runtime's hooks left running.
+   */
+  hookGroups?: string[];
+  /** Files a command may be writing outside the state directory (a pid file's temporary name). */
+  tempFiles?: string[];
   /** The host paths of the container's namespaces, for exec and hooks. */
   namespacePaths?: Record<string, string>;
   config: unknown;
@@ -98,24 +105,25 @@ export class StateStore {
   remove(id: string): void {
     // Renamed aside first: other commands see it gone at once, and none can add a file (a lock)
     // to it while it is emptied (which made rmdir fail with ENOTEMPTY). '~' keeps it out of ids().
-    const aside = join(this.root, `.removed~${id}~${process.pid}~${Date.now()}`);
+    // The name says who removes it ("pid starttime"): what a remover killed half-way left is
+    // swept by the next removal.
+    const aside = join(this.root, `.removed~${id}~${StateStore.self().replace(' ', '~')}`);
     try {
       renameSync(this.dir(id), aside);
+      rmSync(aside, { recursive: true, force: true, maxRetries: 5, retryDelay: 2 });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    rmSync(aside, { recursive: true, force: true, maxRetries: 5, retryDelay: 2 });
     this.removeAbandoned();
   }
 
-  /** Removes what removals killed half-way left aside (their pid is gone). */
+  /** Removes what removals killed half-way left aside (their remover is gone). */
   private removeAbandoned(): void {
     let names: string[] = [];
     try { names = readdirSync(this.root); } catch { return; }
     for (const name of names) {
-      const m = /^\.removed~.*~(\d+)~\d+$/.exec(name);
-      if (!m || Number(m[1]) === process.pid || startTimeOf(Number(m[1])) !== '') continue;
+      const m = /^\.removed~.*~(\d+)~(\d+)$/.exec(name);
+      if (!m || startTimeOf(Number(m[1])) === m[2]) continue;
       rmSync(join(this.root, name), { recursive: true, force: true });
     }
   }
