@@ -5,7 +5,7 @@
 // namespaces are joined rather than owned, the cgroup the restored tree goes into, the console,
 // the hooks, and the state record. Images are runc's: a checkpoint taken by keel is restored by
 // runc and the reverse (same external-mount keys, same descriptors.json).
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, realpathSync, rmdirSync, statSync, writeFileSync, renameSync, lstatSync, constants as fsc } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readdirSync, openSync, readFileSync, readlinkSync, realpathSync, rmdirSync, statSync, writeFileSync, renameSync, lstatSync, constants as fsc } from 'node:fs';
 import { basename, dirname, isAbsolute, join, posix, resolve } from 'node:path';
 import type { Spec, Mount } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
@@ -359,7 +359,8 @@ export async function restore(ctx: CriuContext, id: string, opts: RestoreOptions
     }
     // criu wants a root that is a mount point whose parent is not over-mounted: a bind of the
     // rootfs, kept outside the state folder so that no recursive removal can ever reach into it.
-    criuRoot = join(ctx.root, `.criu-root~${id}`);
+    sweepCriuRoots(sys, ctx.root);
+    criuRoot = join(ctx.root, `.criu-root~${id}~${process.pid}`);
     mkdirSync(criuRoot, { mode: 0o755 });
     sys.mount(rootfs, criuRoot, null, MS.BIND | MS.REC, null);
     criuRoot = realpathSync(criuRoot);
@@ -493,6 +494,16 @@ function writePidFile(path: string, pid: number): void {
     renameSync(tmp, path);
   } catch (err) {
     throw new KeelError(`--pid-file ${path}: cannot write it: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** Unmounts and removes the criu roots of restores that were killed (their process is gone). */
+function sweepCriuRoots(sys: import('./sys/host.js').HostSys, root: string): void {
+  let names: string[] = [];
+  try { names = readdirSync(root); } catch { return; }
+  for (const name of names) {
+    const m = /^\.criu-root~.*~(\d+)$/.exec(name);
+    if (m && !existsSync(`/proc/${m[1]}`)) unmountRoot(sys, join(root, name));
   }
 }
 
