@@ -19,6 +19,8 @@ after(() => {
 
 const k = (args: string[]) => keel(['--criu', criu, ...args], { timeout: 120_000 });
 const counterBundle = (edit?: (c: any) => void) => makeBundle(['true'], (c) => { c.process.args = COUNTER; edit?.(c); });
+/** The error lines of a criu log, for a failure message. */
+const criuErrors = (log: string) => { try { return readFileSync(log, 'utf8').split('\n').filter((l) => /Error|Warn/.test(l)).slice(-8).join('\n'); } catch { return `(no ${log})`; } };
 const pidOf = (id: string) => JSON.parse(k(['state', id]).stdout).pid as number;
 
 test('a busybox counter checkpointed and restored keeps counting from where it was', { skip }, () => {
@@ -168,7 +170,7 @@ test('a checkpoint keel took is restored by runc, and one runc took is restored 
       assert.equal(numbersFrom(rs.out, 1)[0], last + 1, 'runc restored keel\'s counter where it was');
       // runc → keel
       const rck = sh('runc', ['--root', runcRoot, '--criu', criu, 'checkpoint', '--image-path', join(dir, 'r'), 'r1']);
-      assert.equal(rck.status, 0, rck.stderr);
+      assert.equal(rck.status, 0, `${rck.stderr}\n${criuErrors(join(dir, 'r', 'dump.log'))}`);
       const last2 = Math.max(...numbersFrom(rs.out, 0, 0));
       const ks = keelPiped(keel.root, ['restore', '-d', '--image-path', join(dir, 'r'), '--bundle', b, 'x2']);
       assert.equal(ks.status, 0, ks.stderr);
