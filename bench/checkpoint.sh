@@ -49,6 +49,7 @@ cat > "$b/config.json" <<JSON
 JSON
 
 now() { date +%s%N; }
+criu_ms() { awk -F'[()]' '/^\(/ { t = $2 } END { printf "%d", t * 1000 }' "$1"; }
 # fd 3: a pipe to `cat >> $out`; fd 4: a pipe from a sleeping process (killed at the end).
 pipes() {
   exec 3> >(exec cat >> "$out" 2>/dev/null); helpers+=($!)
@@ -78,9 +79,12 @@ for i in $(seq 1 "$runs"); do
     rss=$(awk '/^VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status")
     [ "$rss" -ge "$mib" ] || { echo "$id: the restored process holds $rss MiB, not $mib" >&2; exit 1; }
     "${cmd[@]}" delete -f "$id"
+    # criu's own time: the last timestamp of its log (seconds since it started).
+    cd_ms=$(criu_ms "$img/dump.log") cr_ms=$(criu_ms "$img/restore.log")
     rm -rf "$img"
     times[$rt-ckpt]+="$(ms "$t0" "$t1") " times[$rt-rst]+="$(ms "$t1" "$t2") "
-    echo "run $i $rt: checkpoint $(ms "$t0" "$t1") ms, restore $(ms "$t1" "$t2") ms (restored RSS $rss MiB)" >&2
+    times[$rt-ckpt-criu]+="$cd_ms " times[$rt-rst-criu]+="$cr_ms "
+    echo "run $i $rt: checkpoint $(ms "$t0" "$t1") ms (criu $cd_ms), restore $(ms "$t1" "$t2") ms (criu $cr_ms) (restored RSS $rss MiB)" >&2
   done
 done
 stat() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { printf "median %5d ms  min %5d ms", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), a[1] }'; }
@@ -89,4 +93,5 @@ echo "$mib MiB touched, $runs runs, criu $("$criu" --version | sed -n 's/^Versio
 for what in ckpt rst; do
   name=$([ $what = ckpt ] && echo checkpoint || echo restore)
   echo "$name  keel $(stat "${times[keel-$what]}")   runc $(stat "${times[runc-$what]}")   keel/runc $(awk -v k="$(med "${times[keel-$what]}")" -v r="$(med "${times[runc-$what]}")" 'BEGIN { printf "%.2f", k / r }')"
+  echo "  of which criu itself: keel's median $(med "${times[keel-$what-criu]}") ms, runc's $(med "${times[runc-$what-criu]}") ms"
 done
