@@ -169,18 +169,24 @@ test('a checkpoint keel took is restored by runc, and one runc took is restored 
     assert.equal(rs.status, 0, rs.stderr);
     try {
       assert.equal(numbersFrom(rs.out, 1)[0], last + 1, 'runc restored keel\'s counter where it was');
-      // runc → keel
-      const rck = sh('runc', ['--root', runcRoot, '--criu', criu, 'checkpoint', '--image-path', join(dir, 'r'), 'r1']);
-      assert.equal(rck.status, 0, `${rck.stderr}\n${criuErrors(join(dir, 'r', 'dump.log'))}`);
-      const last2 = Math.max(...numbersFrom(rs.out, 0, 0));
-      const ks = keelPiped(keel.root, ['restore', '-d', '--image-path', join(dir, 'r'), '--bundle', b, 'x2']);
-      assert.equal(ks.status, 0, ks.stderr);
-      try {
-        assert.equal(numbersFrom(ks.out, 1)[0], last2 + 1, 'keel restored runc\'s counter where it was');
-        assert.equal(JSON.parse(k(['state', 'x2']).stdout).status, 'running');
-      } finally { ks.close(); k(['delete', '-f', 'x2']); }
-    } finally { rs.close(); }
+      assert.match(sh('runc', ['--root', runcRoot, 'state', 'r1']).stdout, /"status": "running"/);
+    } finally { rs.close(); sh('runc', ['--root', runcRoot, 'delete', '-f', 'r1']); }
   } finally { run.close(); }
+  // runc → keel: a container runc runs and checkpoints.
+  const r2 = runc(['run', '-d', '--bundle', b, 'r2']);
+  assert.equal(r2.status, 0, r2.stderr);
+  try {
+    numbersFrom(r2.out, 2);
+    const rck = sh('runc', ['--root', runcRoot, '--criu', criu, 'checkpoint', '--image-path', join(dir, 'r'), 'r2']);
+    assert.equal(rck.status, 0, `${rck.stderr}\n${criuErrors(join(dir, 'r', 'dump.log'))}`);
+    const last2 = Math.max(...numbersFrom(r2.out, 0, 0));
+    const ks = keelPiped(keel.root, ['restore', '-d', '--image-path', join(dir, 'r'), '--bundle', b, 'x2']);
+    assert.equal(ks.status, 0, ks.stderr);
+    try {
+      assert.equal(numbersFrom(ks.out, 1)[0], last2 + 1, 'keel restored runc\'s counter where it was');
+      assert.equal(JSON.parse(k(['state', 'x2']).stdout).status, 'running');
+    } finally { ks.close(); k(['delete', '-f', 'x2']); }
+  } finally { r2.close(); }
 });
 
 test('without a working criu, checkpoint and restore say so in one line and change nothing', { skip: !canRunContainers && skipReason }, () => {
