@@ -598,7 +598,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
 }
 
 /** Relays keel's stdin and stdout to a container's pty master (raw mode when stdin is a terminal). */
-async function relayConsole(master: number): Promise<{ close(): Promise<void> }> {
+export async function relayConsole(master: number): Promise<{ close(): Promise<void> }> {
   const tty = await import('node:tty');
   const fromPty = new tty.ReadStream(master);
   const toPty = new tty.WriteStream(master);

@@ -66,6 +66,24 @@ export interface FeaturesOptions {
   commit?: string;
   /** Skip the kernel probe of seccomp flags (supportedFlags then lists every usable known flag). */
   noKernelProbe?: boolean;
+  /** The criu binary checkpoint and restore use (runc's --criu; default PATH's criu). */
+  criu?: string;
+  /** Where a passed `criu check` is remembered (the runtime's --root). */
+  root?: string;
+}
+
+/**
+ * Whether checkpoint and restore can work here: criu is installed and `criu check` passes on this
+ * kernel. The annotations say so, with criu's version or the reason.
+ */
+async function checkpointAnnotations(opts: FeaturesOptions): Promise<Record<string, string>> {
+  const { criuReady } = await import('./criu/swrk.js');
+  try {
+    const c = await criuReady('checkpoint', { criu: opts.criu, cacheDir: opts.root });
+    return { 'org.keel.checkpoint.enabled': 'true', 'org.keel.checkpoint.criu.version': c.versionText };
+  } catch (err) {
+    return { 'org.keel.checkpoint.enabled': 'false', 'org.keel.checkpoint.reason': (err as Error).message.replace(/^checkpoint: /, '') };
+  }
 }
 
 /** Whether keel's mount-option parser turns `opt` into flags, propagation or a bind (not fs data). */
@@ -179,7 +197,7 @@ export async function features(opts: FeaturesOptions = {}): Promise<Features> {
     annotations: {
       'org.keel.version': opts.version ?? 'unknown',
       'org.keel.commit': opts.commit ?? 'unknown',
-      'org.keel.checkpoint.enabled': 'false',
+      ...(await checkpointAnnotations(opts)),
       'org.keel.node.version': process.version,
       // keel compiles seccomp filters itself (seccomp/compile.ts): no libseccomp is involved.
       'org.keel.seccomp.compiler': 'keel',

@@ -9,6 +9,8 @@
  *   run(ctx, id, { ...create, detach, keep }) → exit code
  *   list(ctx)                      every container under ctx.root
  *   exec(ctx, id, { args | process, stdio, consoleSocket, detach, pidFile })
+ *   checkpoint(ctx, id, { imagePath, leaveRunning, preDump ... })   criu dumps the container
+ *   restore(ctx, id, { bundle, imagePath, detach ... })             criu restores it (runc's images)
  *
  * For programs that keep containers in-process (containerd's shim): watchExit(pid) (exit statuses
  * of the inits and exec'd processes this process created), consoleReceiver(path) (a console
@@ -27,5 +29,7 @@ export { features } from './features.js';
 export type { FeaturesOptions } from './features.js';
 export { exec } from './exec.js';
 export type { ExecOptions } from './exec.js';
+export { checkpoint, restore } from './checkpoint.js';
+export type { CriuContext, CheckpointOptions, RestoreOptions } from './checkpoint.js';
 export { watchExit, openPipe, consoleReceiver, resizeConsole, mountRootfs, unmountRootfs } from './host.js';
 export type { ProcessExit, ConsoleReceiver, HostMount } from './host.js';

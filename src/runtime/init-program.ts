@@ -1,7 +1,7 @@
 // Compiles a container's config.json into the syscall program its init runs (see native/program.ts):
 // namespaces joined, mounts, devices, pivot_root, masked and read-only paths, hostname, sysctls,
 // console, rlimits, user and groups, capabilities, the wait for `start`, and execve.
-import { existsSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, lstatSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { Spec, Mount } from '../spec/index.js';
 import { KeelError, quoteValue } from '../util/errors.js';
@@ -330,6 +330,9 @@ export function compileInto(p: Program, config: Spec, opts: InitOptions): InitPr
     }
     p.sys(S.chdir, [str('/')], { what: 'chdir /' });
     if (rootProp !== undefined) p.sys(S.mount, [0, str('/'), 0, rootProp, 0], { what: `set rootfs propagation ${linux.rootfsPropagation}` });
+    // stdio on the host's /dev/null is reopened on the container's (as runc): nothing of the
+    // host's mounts stays open in the container, which criu could not checkpoint.
+    if (!proc.terminal) compileReopenDevNull(p, hostDevNullStdio(opts.stdio));
     // sysctls, through the container's /proc, before readonlyPaths make /proc/sys read-only (as runc).
     for (const [key, value] of Object.entries(linux.sysctl ?? {})) {
       const path = '/proc/sys/' + key.replaceAll('.', '/');
@@ -716,6 +719,28 @@ function compileUnixConnect(p: Program, socketPath: string, name: string): bigin
   p.arena.bytes.set(path, Number(sun - p.arena.base) + 2);
   p.sys(S.connect, [{ load: fd }, sun, 110], { what: `connect to ${name} ${socketPath}` });
   return fd;
+}
+
+/** Which of the init's fds 0-2 (`stdio`, else the runtime's own) are a /dev/null (char 1:3). */
+function hostDevNullStdio(stdio: number[] | undefined): number[] {
+  const out: number[] = [];
+  for (const i of [0, 1, 2]) {
+    try {
+      const st = fstatSync(stdio?.[i] ?? i);
+      if (st.isCharacterDevice() && st.rdev === 0x103) out.push(i);
+    } catch { /* closed */ }
+  }
+  return out;
+}
+
+/** Opens the container's /dev/null and puts it on `fds` (a missing /dev/null leaves them alone). */
+function compileReopenDevNull(p: Program, fds: number[]): void {
+  if (!fds.length) return;
+  const fd = p.cell();
+  p.sys(S.openat, [AT_FDCWD, p.cstr('/dev/null'), O.RDWR | O.CLOEXEC, 0], { what: 'open the container\'s /dev/null', store: fd, tolerate: 'any', onError: 'devnull-done' });
+  for (const i of fds) p.sys(S.dup3, [{ load: fd }, i, 0], { what: `reopen fd ${i} on the container's /dev/null` });
+  p.sys(S.close, [{ load: fd }], { what: 'close' });
+  p.label('devnull-done');
 }
 
 /** A new pty whose master goes to the console socket; its slave becomes stdio and the controlling terminal. */

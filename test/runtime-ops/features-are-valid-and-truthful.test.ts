@@ -5,6 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readlinkSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { checkRuntimeFeatures } from '../../src/spec/index.js';
 import { compileSeccomp, seccompActionValue, seccompFlagsFor, SUPPORTED_ARCHES } from '../../src/runtime/seccomp/index.js';
 import { parseMountOptions } from '../../src/runtime/mount-options.js';
@@ -38,7 +39,10 @@ test('features prints a document valid against features-schema.json, indented as
   const version = keel(['--version']).stdout;
   assert.ok(version.includes(`keel version ${doc.annotations['org.keel.version']}\n`), version);
   assert.ok(version.includes(`commit: ${doc.annotations['org.keel.commit']}\n`), version);
-  assert.equal(doc.annotations['org.keel.checkpoint.enabled'], 'false', 'keel has no checkpoint command');
+  // Checkpoint support is what criu says on this kernel.
+  const criuWorks = spawnSync('criu', ['check']).status === 0;
+  assert.equal(doc.annotations['org.keel.checkpoint.enabled'], String(criuWorks), doc.annotations['org.keel.checkpoint.reason']);
+  if (!criuWorks) assert.match(doc.annotations['org.keel.checkpoint.reason'], /criu/);
   for (const k of Object.keys(doc.annotations)) assert.match(k, /^org\.keel\./);
   for (const off of ['selinux', 'intelRdt']) assert.deepEqual(doc.linux[off], { enabled: false });
   assert.deepEqual(doc.linux.apparmor, { enabled: true }, 'process.apparmorProfile is applied (where the kernel runs AppArmor)');

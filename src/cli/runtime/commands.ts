@@ -10,6 +10,7 @@ import { PsCommand } from './ps.js';
 import { EventsCommand } from './events.js';
 import { UpdateCommand } from './update.js';
 import { FeaturesCommand } from './features.js';
+import { CheckpointCommand, RestoreCommand } from './checkpoint.js';
 
 export const runtimeCommands: CommandClass<BaseContext>[] = [VersionCommand, SpecCommand, ...lifecycleCommands, ExecCommand,
-  PauseCommand, ResumeCommand, PsCommand, EventsCommand, UpdateCommand, FeaturesCommand];
+  PauseCommand, ResumeCommand, PsCommand, EventsCommand, UpdateCommand, FeaturesCommand, CheckpointCommand, RestoreCommand];

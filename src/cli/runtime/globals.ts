@@ -34,6 +34,8 @@ export interface GlobalFlags {
   debug: boolean;
   systemdCgroup: boolean;
   rootless?: 'true' | 'false' | 'auto';
+  /** The criu binary for checkpoint and restore (default PATH's criu). */
+  criu?: string;
 }
 
 export const globals: GlobalFlags = { root: '/run/keel', logFormat: 'text', debug: false, systemdCgroup: false };
@@ -71,7 +73,8 @@ export function parseGlobalFlags(argv: string[]): string[] {
       case '--rootless':
         if (value !== 'true' && value !== 'false' && value !== 'auto') throw new KeelError(`invalid --rootless ${JSON.stringify(value)}: must be true, false or auto`);
         globals.rootless = value; break;
-      default: break; // --criu: accepted for compatibility, checkpointing is not implemented
+      case '--criu': globals.criu = value; break;
+      default: break;
     }
   }
   return argv.slice(i);
