@@ -7,7 +7,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { skipReason, context, newStore, buildWith, tempDir, cli, mountsUnder } from './helpers.js';
 
@@ -19,9 +18,9 @@ let registered = false;
 let busyboxArm64: string | undefined;
 let why: string | undefined = skipReason ?? (!fs.existsSync(QEMU) ? 'qemu-user-static not installed' : undefined);
 
-/** Debian's static busybox for arm64, downloaded once per machine (apt-get with a private state directory). */
+/** Debian's static busybox for arm64, downloaded once per machine into /var/cache (as the VM lane's kernel; /tmp is left as found). */
 function fetchBusyboxArm64(): string | undefined {
-  const dir = join(tmpdir(), 'keel-test-busybox-arm64');
+  const dir = '/var/cache/keel-test/busybox-arm64';
   const bin = join(dir, 'busybox');
   if (fs.existsSync(bin)) return bin;
   fs.mkdirSync(join(dir, 'lists', 'partial'), { recursive: true });
