@@ -2,6 +2,7 @@
 // freezer), ps (the container's host pids), events (statistics and OOM notices as runc's JSON lines)
 // and update (changing linux.resources of a live container, in its cgroup and in its stored config).
 import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { Linux } from '../spec/index.js';
 import { KeelError } from '../util/errors.js';
 import { StateStore, checkId, type ContainerRecord } from './state.js';
@@ -362,7 +363,12 @@ export async function update(ctx: RuntimeContext, id: string, resources: LinuxRe
     if (apply.memory?.swap !== undefined && apply.memory.limit === undefined && current.memory?.limit) {
       apply.memory.limit = current.memory.limit;
     }
-    if (Object.keys(apply).length) needCgroup(rec, 'update').set(apply, 'linux.resources');
+    if (Object.keys(apply).length) {
+      const cg = needCgroup(rec, 'update');
+      // The systemd driver: the unit's properties first (as runc), or systemd would restore the old values.
+      if (cg.systemd) await (await import('./cgroups/systemd.js')).setScopeProperties(basename(cg.paths.inner), apply);
+      cg.set(apply, 'linux.resources');
+    }
     const merged = overlay(current, changes);
     config.linux = { ...(config.linux ?? {}), resources: merged };
     rec.config = config;

@@ -45,7 +45,7 @@ export class CgroupManager {
   readonly paths: CgroupPaths;
   private readonly rootless: boolean;
   /** The systemd driver: the cgroup is a transient unit, stopped on destroy. */
-  private readonly systemd: boolean;
+  readonly systemd: boolean;
   /** Hierarchies (by directory) that could not be created or joined in rootless mode. */
   private readonly skipped = new Set<string>();
 

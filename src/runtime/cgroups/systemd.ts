@@ -36,20 +36,28 @@ async function call(bus: import('@particle/dbus-next').MessageBus, d: DBus, memb
   return (reply?.body ?? []) as unknown[];
 }
 
-/** The unit properties runc gives a container scope for `resources` (systemd owns these files). */
+/** systemd's "infinity" for a uint64 property. */
+const INFINITY = 0xffff_ffff_ffff_ffffn;
+
+/**
+ * The unit properties runc gives a container scope for `resources` (systemd owns these files).
+ * -1 (unlimited) is systemd's infinity, so that `update` can lift a limit the unit has.
+ */
 export function scopeProperties(resources: LinuxResources | undefined): [string, string, unknown][] {
   const props: [string, string, unknown][] = [];
   const r = resources ?? {};
   const m = r.memory;
-  if (m?.limit !== undefined && m.limit > 0) {
-    props.push(['MemoryMax', 't', BigInt(m.limit)]);
-    if (m.swap !== undefined && m.swap > 0 && m.swap >= m.limit) props.push(['MemorySwapMax', 't', BigInt(m.swap - m.limit)]);
-  }
+  if (m?.limit === -1) props.push(['MemoryMax', 't', INFINITY]);
+  else if (m?.limit !== undefined && m.limit > 0) props.push(['MemoryMax', 't', BigInt(m.limit)]);
+  if (m?.swap === -1) props.push(['MemorySwapMax', 't', INFINITY]);
+  else if (m?.limit !== undefined && m.limit > 0 && m.swap !== undefined && m.swap > 0 && m.swap >= m.limit) props.push(['MemorySwapMax', 't', BigInt(m.swap - m.limit)]);
   if (m?.reservation !== undefined && m.reservation > 0) props.push(['MemoryLow', 't', BigInt(m.reservation)]);
-  if (r.pids?.limit !== undefined && r.pids.limit > 0) props.push(['TasksMax', 't', BigInt(r.pids.limit)]);
+  if (r.pids?.limit === -1) props.push(['TasksMax', 't', INFINITY]);
+  else if (r.pids?.limit !== undefined && r.pids.limit > 0) props.push(['TasksMax', 't', BigInt(r.pids.limit)]);
   const cpu = r.cpu;
   if (cpu?.shares) props.push(['CPUWeight', 't', BigInt(1 + Math.floor(((cpu.shares - 2) * 9999) / 262142))]);
-  if (cpu?.quota && cpu.quota > 0) {
+  if (cpu?.quota === -1) props.push(['CPUQuotaPerSecUSec', 't', INFINITY]);
+  else if (cpu?.quota && cpu.quota > 0) {
     const period = cpu.period || 100000;
     // systemd takes CPU time per second of wall time, rounded up to 10 ms as runc does.
     let perSec = Math.floor((cpu.quota * 1_000_000) / period);
@@ -59,6 +67,20 @@ export function scopeProperties(resources: LinuxResources | undefined): [string,
   }
   if (r.blockIO?.weight) props.push(['IOWeight', 't', BigInt(1 + Math.floor(((r.blockIO.weight - 10) * 9999) / 990))]);
   return props;
+}
+
+/**
+ * `keel update` with the systemd driver: the changed limits become the scope's unit properties
+ * too (runtime only, as runc), so that systemd does not put the old values back into the cgroup
+ * files the next time it applies the unit (a daemon-reload, another unit's change in the slice).
+ */
+export async function setScopeProperties(unit: string, resources: LinuxResources): Promise<void> {
+  const props = scopeProperties(resources);
+  if (!props.length) return;
+  await withSystemBus(`cannot update the unit ${unit}`, async (bus, d) => {
+    const V = d.Variant;
+    await call(bus, d, 'SetUnitProperties', 'sba(sv)', [unit, true, props.map(([k, sig, v]) => [k, new V(sig, v)])]);
+  });
 }
 
 /**

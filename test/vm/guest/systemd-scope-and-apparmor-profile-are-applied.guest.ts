@@ -1,5 +1,5 @@
 // With systemd as PID 1: `keel --systemd-cgroup` puts the container in a transient scope made over
-// D-Bus (Delegate=yes, limits as unit properties) and stops it on delete. With AppArmor in the
+// D-Bus (Delegate=yes, limits as unit properties, changed by update too) and stops it on delete. With AppArmor in the
 // kernel: process.apparmorProfile confines the container's process; an unknown profile is one
 // clear error that leaves nothing behind.
 import { after, before, describe, test } from 'node:test';
@@ -50,6 +50,22 @@ describe('the systemd cgroup driver', { skip: notGuest }, () => {
     assert.equal(cgRead(dir, 'memory.max'), String(64 * MiB));
     assert.equal(cgRead(dir, 'pids.max'), '30');
     assert.equal(cgRead(dir, 'cpu.max'), '25000 100000');
+  });
+
+  test('update changes the unit properties with the files, so a daemon-reload keeps the new limits', () => {
+    ok(keel(['update', '--memory', String(96 * MiB), '--pids-limit', '40', '--cpu-quota', '50000', id]), 'update');
+    ok(keel(['update', '--memory', '-1', id]), 'update --memory -1 (unlimited)');
+    // systemd applies its unit properties to the cgroup again on a reload: they must be the new ones.
+    const reload = spawnSync('systemctl', ['daemon-reload'], { encoding: 'utf8' });
+    assert.equal(reload.status, 0, reload.stderr);
+    const p = unitProps(unit, ['MemoryMax', 'TasksMax', 'CPUQuotaPerSecUSec']);
+    assert.equal(p.MemoryMax, 'infinity');
+    assert.equal(p.TasksMax, '40');
+    assert.equal(p.CPUQuotaPerSecUSec, '500ms');
+    const dir = `system.slice/${unit}`;
+    assert.equal(cgRead(dir, 'memory.max'), 'max');
+    assert.equal(cgRead(dir, 'pids.max'), '40');
+    assert.equal(cgRead(dir, 'cpu.max'), '50000 100000');
   });
 
   test('delete stops the scope and its cgroup is gone', () => {
