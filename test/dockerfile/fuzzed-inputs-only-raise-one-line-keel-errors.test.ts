@@ -179,7 +179,7 @@ test('random bytes and pathological shapes only ever raise one-line KeelErrors',
   ]) {
     const t0 = Date.now();
     exercise(shape);
-    assert.ok(Date.now() - t0 < 2000, `${JSON.stringify(shape.slice(0, 40))}... took ${Date.now() - t0} ms`);
+    assert.ok(Date.now() - t0 < 10_000, `${JSON.stringify(shape.slice(0, 40))}... took ${Date.now() - t0} ms`);
   }
 });
 

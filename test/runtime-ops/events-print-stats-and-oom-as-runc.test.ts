@@ -75,7 +75,7 @@ test('events streams stats every interval and ends when the container stops', { 
   const events = lines(r.stdout);
   assert.ok(events.length >= 2 && events.length <= 5, `about 1.3 s / 300 ms events, got ${events.length}`);
   for (const e of events) { assert.equal(e.type, 'stats'); assert.equal(e.id, 'ev3'); assert.ok(e.data.memory); }
-  assert.ok(took < 4000, `the stream ended with the container (${took} ms)`);
+  assert.ok(took < 8000, `the stream ended with the container (${took} ms)`);
 });
 
 test('events reports the OOM killer acting in the container', { skip }, () => {
