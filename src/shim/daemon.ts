@@ -61,7 +61,7 @@ async function serve(f: ShimFlags): Promise<void> {
     await Promise.race([publisher.flush(), new Promise((r) => setTimeout(r, 2000))]);
     process.exit(code);
   };
-  const service = new TaskService({ root: keelRoot(f.namespace), publisher, log: log.info, debug: f.debug ? log.debug : undefined, exit: () => void exit() });
+  const service = new TaskService({ root: keelRoot(f.namespace), namespace: f.namespace, publisher, log: log.info, debug: f.debug ? log.debug : undefined, exit: () => void exit() });
   log.debug(`ready ${(performance.now()).toFixed(1)} ms after the process started`);
   serveTtrpc(server, service.services(), log.info);
   await new Promise<void>((resolve, reject) => {
@@ -79,7 +79,7 @@ async function warmUp(): Promise<void> {
   const [{ TaskService }, { Publisher }, { serveTtrpc }, { create, toBinary, fromBinary }, api, net] = await Promise.all([
     import('./service.js'), import('./events.js'), import('./ttrpc.js'), import('@bufbuild/protobuf'), import('./generated/runtime/task/v2/shim_pb.js'), import('node:net'),
   ]);
-  const service = new TaskService({ root: '/nonexistent', publisher: new Publisher('', 'warm-up', () => undefined), log: () => undefined, exit: () => undefined });
+  const service = new TaskService({ root: '/nonexistent', namespace: 'warm-up', publisher: new Publisher('', 'warm-up', () => undefined), log: () => undefined, exit: () => undefined });
   serveTtrpc(net.createServer(), service.services());
   fromBinary(api.CreateTaskRequestSchema, toBinary(api.CreateTaskRequestSchema, create(api.CreateTaskRequestSchema, { id: 'x', rootfs: [{ type: 'overlay' }] })));
 }

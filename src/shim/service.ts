@@ -53,6 +53,8 @@ interface Container {
 export interface ShimOptions {
   /** keel's state directory for this namespace. */
   root: string;
+  /** containerd's namespace the shim serves (binary:// loggers get it as CONTAINER_NAMESPACE). */
+  namespace: string;
   publisher: Publisher;
   log: (msg: string) => void;
   /** Debug messages (each request and its time), or nothing. */
@@ -163,7 +165,7 @@ export class TaskService {
         await runtime.mountRootfs(r.rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target, options: m.options })), rootfs);
         mounted = true;
       }
-      init.io = await openProcessIO(paths, `${r.id} init`, this.opts.log);
+      init.io = await openProcessIO(paths, `${r.id} init`, this.opts.log, { id: r.id, namespace: this.opts.namespace });
       await runtime.create(this.ctx, r.id, { bundle: r.bundle, stdio: init.io.stdio, consoleSocket: init.io.consoleSocket });
     } catch (err) {
       init.io?.close();

@@ -4,7 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { describe, which } from '../runtime-clients/helpers.js';
 import { Containerd, containerdSkip, IMAGE, KEEL_RUNTIME } from './containerd-env.js';
@@ -67,6 +68,29 @@ test('ctr run --rm: the task prints through containerd\'s fifos and its exit cod
   assert.equal(in1.stdout, 'got hello\n', describe(in1, 'ctr run with stdin'));
   await until('the shims to exit once their tasks are deleted', () => shimPids().length === 0);
   assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(cd.dir + '/state'), false, 'no rootfs mount is left');
+});
+
+test('ctr run --log-uri binary:// and file://: a logger program gets the output on fds 3 and 4, as with runc\'s shim', { skip }, async (t) => {
+  if (startSkip) return t.skip(startSkip);
+  const dir = join(cd.dir, 'logger');
+  mkdirSync(dir);
+  const logger = join(dir, 'logger.sh');
+  // Ready once fd 5 is closed; then copies stdout and stderr and records its arguments and environment.
+  writeFileSync(logger, `#!/bin/sh\necho "$* id=$CONTAINER_ID ns=$CONTAINER_NAMESPACE" > ${dir}/args\nexec 5>&-\ncat <&3 > ${dir}/out.tmp &\ncat <&4 > ${dir}/err.tmp\nwait\nmv ${dir}/out.tmp ${dir}/out; mv ${dir}/err.tmp ${dir}/err\n`, { mode: 0o755 });
+  const r = cd.ctr(['run', '--rm', ...R, '--log-uri', `binary://${logger}?tag=t1`, IMAGE, 'log1', 'sh', '-c', 'echo to-out; echo to-err >&2; exit 4']);
+  assert.equal(r.status, 4, describe(r, 'ctr run --log-uri binary://'));
+  await until('the logger to see the end of the output', () => existsSync(join(dir, 'out')) && existsSync(join(dir, 'err')));
+  assert.equal(readFileSync(join(dir, 'out'), 'utf8'), 'to-out\n');
+  assert.equal(readFileSync(join(dir, 'err'), 'utf8'), 'to-err\n');
+  assert.equal(readFileSync(join(dir, 'args'), 'utf8'), `tag t1 id=log1 ns=${cd.ns}\n`);
+  const file = join(dir, 'file.log');
+  const f = cd.ctr(['run', '--rm', ...R, '--log-uri', `file://${file}`, IMAGE, 'log2', 'sh', '-c', 'echo one; echo two >&2']);
+  assert.equal(f.status, 0, describe(f, 'ctr run --log-uri file://'));
+  assert.equal(readFileSync(file, 'utf8'), 'one\ntwo\n');
+  const bad = cd.ctr(['run', '--rm', ...R, '--log-uri', `binary://${join(dir, 'missing')}`, IMAGE, 'log3', 'true']);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /cannot start the logger/, describe(bad, 'ctr run with a missing logger'));
+  await until('the shims to exit once their tasks are deleted', () => shimPids().length === 0);
 });
 
 test('a detached task: exec, ps, pause, resume, metrics, kill, delete', { skip }, async (t) => {
