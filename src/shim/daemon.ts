@@ -21,7 +21,7 @@ async function cleanup(f: ShimFlags): Promise<void> {
   try { pid = Number(readFileSync(join(bundle, 'init.pid'), 'utf8')) || 0; } catch { /* never created */ }
   try {
     const path = socketPath(readFileSync(join(bundle, 'address'), 'utf8').trim());
-    if (path.startsWith(`${SOCKET_DIR}/keel-`) && existsSync(path) && !(await canConnect(path))) rmSync(path, { force: true });
+    if (path.startsWith(`${SOCKET_DIR}/keel-`) && existsSync(path) && !(await canConnect(path))) for (const p of [path, `${path}.pid`]) rmSync(p, { force: true });
   } catch { /* no address */ }
   const [{ create, toBinary }, { timestampNow }, { DeleteResponseSchema }] = await Promise.all([
     import('@bufbuild/protobuf'), import('@bufbuild/protobuf/wkt'), import('./generated/runtime/task/v2/shim_pb.js'),
@@ -57,7 +57,7 @@ async function serve(f: ShimFlags): Promise<void> {
     if (exiting) return;
     exiting = true;
     server.close();
-    if (f.socket) rmSync(socketPath(f.socket), { force: true });
+    if (f.socket) for (const p of [socketPath(f.socket), `${socketPath(f.socket)}.pid`]) rmSync(p, { force: true });
     await Promise.race([publisher.flush(), new Promise((r) => setTimeout(r, 2000))]);
     process.exit(code);
   };

@@ -98,6 +98,9 @@ async function start(f: ShimFlags): Promise<void> {
     const child = spawn(process.execPath, args, { cwd: process.cwd(), detached: true, stdio: ['ignore', 'ignore', 'ignore', fd], env: process.env });
     await new Promise<void>((resolve, reject) => { child.once('spawn', resolve); child.once('error', reject); });
     child.unref();
+    // The daemon's pid beside its socket: dist/containerd-shim-keel-v2 (src/shim/launcher.sh) finds
+    // a pod's live daemon with it, without Node.js.
+    writeAtomic(`${path}.pid`, String(child.pid));
     // The shim is killed before containerd when memory runs out (runc's shim: its parent's score + 1).
     try {
       const parent = Number(readFileSync(`/proc/${process.ppid}/oom_score_adj`, 'utf8'));
@@ -106,6 +109,7 @@ async function start(f: ShimFlags): Promise<void> {
   } catch (err) {
     server.close();
     rmSync(path, { force: true });
+    rmSync(`${path}.pid`, { force: true });
     throw err;
   }
   server.close();
