@@ -1,6 +1,6 @@
 // The runtime's state store: one directory per container under --root, holding state.json
 // (written atomically: a temporary file renamed over it) and a lock file every command takes.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeelError } from '../util/errors.js';
 
@@ -143,40 +143,56 @@ export class StateStore {
   }
 
   /**
-   * Runs `fn` holding the container's lock: a lock file created with O_EXCL naming its owner
-   * (pid and start time). A lock whose owner has died is taken over, so a crashed command never
-   * blocks the container. No native code is needed, which keeps start/kill/delete fast.
+   * Runs `fn` holding the container's lock: a lock file naming its owner (pid and start time). It
+   * is written whole under a name of this process, then linked to `.lock` (link fails when the lock
+   * exists), so the lock is never seen empty, even when its taker is killed half-way. A lock whose
+   * owner has died is taken over, so a crashed command never blocks the container. No native code
+   * is needed, which keeps start/kill/delete fast.
    */
   async withLock<T>(id: string, fn: () => Promise<T> | T): Promise<T> {
     checkId(id);
     const dir = this.dir(id);
     const lock = join(dir, '.lock');
     const me = StateStore.self();
+    const mine = `${lock}.${process.pid}`;
+    try {
+      writeFileSync(mine, me);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new KeelError(`container ${id} does not exist`);
+      throw err;
+    }
     const deadline = Date.now() + 30_000;
-    for (;;) {
-      try {
-        writeFileSync(lock, me, { flag: 'wx' });
-        break;
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') throw new KeelError(`container ${id} does not exist`);
-        if (code !== 'EEXIST') throw err;
-      }
-      let owner = '';
-      try { owner = readFileSync(lock, 'utf8'); } catch { continue; /* released meanwhile */ }
-      const [pid, start] = owner.split(' ');
-      if (owner && startTimeOf(Number(pid)) !== start) {
-        // The owner is gone: take the stale lock aside and check it is still the one we judged.
-        const aside = `${lock}.stale.${process.pid}`;
+    try {
+      for (;;) {
         try {
-          renameSync(lock, aside);
-          if (readFileSync(aside, 'utf8') !== owner) renameSync(aside, lock);
-          else rmSync(aside, { force: true });
-        } catch { /* someone else got there first */ }
-        continue;
+          linkSync(mine, lock);
+          break;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT') throw new KeelError(`container ${id} does not exist`);
+          if (code !== 'EEXIST') throw err;
+        }
+        let owner = '';
+        let age = 0;
+        try { owner = readFileSync(lock, 'utf8'); age = Date.now() - statSync(lock).mtimeMs; } catch { continue; /* released meanwhile */ }
+        const [pid, start] = owner.split(' ');
+        // Gone: the owner, or (an empty lock, from a keel that created it before writing it) the
+        // writer, a moment after it created the file.
+        if (owner ? startTimeOf(Number(pid)) !== start : age > 2000) {
+          // Take the stale lock aside and check it is still the one we judged.
+          const aside = `${lock}.stale.${process.pid}`;
+          try {
+            renameSync(lock, aside);
+            if (readFileSync(aside, 'utf8') !== owner) renameSync(aside, lock);
+            else rmSync(aside, { force: true });
+          } catch { /* someone else got there first */ }
+          continue;
+        }
+        if (Date.now() > deadline) throw new KeelError(`container ${id} is locked by process ${pid}`);
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
       }
-      if (Date.now() > deadline) throw new KeelError(`container ${id} is locked by process ${pid}`);
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    } finally {
+      rmSync(mine, { force: true });
     }
     try {
       return await fn();

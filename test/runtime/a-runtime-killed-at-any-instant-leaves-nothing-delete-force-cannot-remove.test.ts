@@ -33,7 +33,7 @@ function summary(r: CrashReport): string {
 test('keel: 500 kills across create, start, exec, run and delete leave nothing after delete --force', { skip }, (t) => {
   const r = sweep(join(repo, 'dist/keel'), 500);
   t.diagnostic(`keel: ${summary(r)}`);
-  const what = r.failures.slice(0, 10).map((k) => `#${k.n} ${k.command} (${k.variant}, ${k.mode} ${k.delayMs} ms): ${k.leftovers.map((l) => `${l.kind} ${l.what}`).join('; ')}`).join('\n');
+  const what = r.failures.slice(0, 10).map((k) => `#${k.n} ${k.command} (${k.variant}, ${k.mode} ${k.delayMs} ms): ${k.leftovers.map((l) => `${l.kind} ${l.what}`).join('; ')}${k.deleteError ? `; delete --force failed: ${k.deleteError}` : ''}`).join('\n');
   assert.equal(r.total.withLeftovers, 0, `${summary(r)}\n${what}`);
   assert.equal(r.total.deleteFailures, 0, 'delete --force always succeeds');
   assert.equal(r.setupFailures, 0, 'keel never fails to create, start or run a container of the sweep unless killed');

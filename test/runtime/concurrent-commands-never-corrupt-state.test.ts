@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkRuntimeState } from '../../src/spec/index.js';
 import { canRunContainers, skipReason, keelWithRoot, keelBin, makeBundle, tempDir, waitFor } from './helpers.js';
@@ -147,4 +147,19 @@ test('delete --force racing a create of the same id never kills the caller and l
   assertNothingLeft(['race0', 'race1', 'race2', 'race3', 'race4'], bundle, pids);
   rmSync(outDir, { recursive: true, force: true });
   void readlinkSync;
+});
+
+test('a lock left by a killed command (a dead owner, or an empty file from a taker killed before it wrote) does not block delete --force', { skip }, () => {
+  const bundle = makeBundle(['sleep', '60']);
+  for (const [id, content] of [['dead-owner', '999999 12345'], ['empty-lock', '']] as const) {
+    assert.equal(keel(['create', '--bundle', bundle, id]).status, 0);
+    const lock = join(keel.root, id, '.lock');
+    writeFileSync(lock, content);
+    const old = new Date(Date.now() - 10_000);
+    utimesSync(lock, old, old);
+    const pid = JSON.parse(keel(['state', id]).stdout).pid as number;
+    const d = keel(['delete', '--force', id]);
+    assert.equal(d.status, 0, d.stderr);
+    assertNothingLeft([id], bundle, [pid]);
+  }
 });
