@@ -45,6 +45,16 @@ export function startTimeOf(pid: number): string {
   } catch { return ''; }
 }
 
+/** Whether process `pid` started at `start` (startTimeOf) still lives: a zombie does not. */
+function livesAs(pid: number, start: string): boolean {
+  if (!(pid > 0) || !start) return false;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = fields.slice(fields.lastIndexOf(')') + 2).split(' ');
+    return rest[19] === start && rest[0] !== 'Z' && rest[0] !== 'X';
+  } catch { return false; }
+}
+
 /** Checks a container id as runc does: letters, digits, `_+.-`, not `.`/`..`. */
 export function checkId(id: string): void {
   if (!id) throw new KeelError('container id cannot be empty');
@@ -176,9 +186,9 @@ export class StateStore {
         let age = 0;
         try { owner = readFileSync(lock, 'utf8'); age = Date.now() - statSync(lock).mtimeMs; } catch { continue; /* released meanwhile */ }
         const [pid, start] = owner.split(' ');
-        // Gone: the owner, or (an empty lock, from a keel that created it before writing it) the
-        // writer, a moment after it created the file.
-        if (owner ? startTimeOf(Number(pid)) !== start : age > 2000) {
+        // Gone: the owner (dead, or a zombie its parent has not reaped yet), or (an empty lock, from
+        // a keel that created it before writing it) the writer, a moment after it created the file.
+        if (owner ? !livesAs(Number(pid), start ?? '') : age > 2000) {
           // Take the stale lock aside and check it is still the one we judged.
           const aside = `${lock}.stale.${process.pid}`;
           try {
