@@ -8,10 +8,15 @@ import * as fs from 'node:fs';
 import { join, dirname } from 'node:path';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer as createNetServer } from 'node:net';
+import { killAtExit, killChild } from '../fixtures/cleanup.js';
 import { skipReason, context, BUSYBOX_BASE, newStore, buildWith, storeLayout, unpack, tempDir, which, cli } from './helpers.js';
 
 const children: ChildProcess[] = [];
-after(() => { for (const c of children) c.kill('SIGKILL'); });
+const groups: ChildProcess[] = [];
+after(() => {
+  for (const c of children) c.kill('SIGKILL');
+  for (const g of groups) killChild(g, true);
+});
 
 function sh(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: opts.cwd, env: { ...process.env, ...opts.env } });
@@ -78,8 +83,10 @@ async function gitServer(): Promise<{ url: string; work: string; commit: (msg: s
   sh('git', ['tag', 'v1'], { cwd: work });
   commit('two', { 'README.md': 'v2\n' });
   const port = await freePort();
-  const d = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${base}`, '--listen=127.0.0.1', `--port=${port}`, base], { stdio: 'ignore' });
-  children.push(d);
+  // `git daemon` runs git-daemon as its child: both go, as a process group, however the file ends.
+  const d = spawn('git', ['daemon', '--reuseaddr', '--export-all', `--base-path=${base}`, '--listen=127.0.0.1', `--port=${port}`, base], { stdio: 'ignore', detached: true });
+  killAtExit(d, true);
+  groups.push(d);
   for (let i = 0; i < 200; i++) {
     if (spawnSync('git', ['ls-remote', `git://127.0.0.1:${port}/repo.git`], { stdio: 'ignore' }).status === 0) break;
     await new Promise((r) => setTimeout(r, 25));
