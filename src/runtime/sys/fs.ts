@@ -9,7 +9,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { koffiLibc } from './libc.js';
-import { errnoError } from './fsat.js';
+import { errnoError } from './libc.js';
 
 export interface FsSys {
   /** Names of the extended attributes of a path (symlinks themselves, not their targets). */

@@ -7,8 +7,9 @@
  * errno instead of throwing, so the hot path pays for no exception; the others throw an Error with
  * `code` and `errno` like Node's fs errors.
  */
-import { constants as osConstants } from 'node:os';
-import { koffiLibc } from './libc.js';
+import { errnoError, koffiLibc } from './libc.js';
+
+export { errnoError };
 
 export const AT_FDCWD = -100;
 export const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -46,18 +47,6 @@ export interface FsAtSys {
   readlinkat(dirfd: number, name: string): string;
   /** statx(2) of `name` in `dirfd` (flags: AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH), or -errno. */
   statat(dirfd: number, name: string, flags: number): StatAt | number;
-}
-
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
-
-/** An Error like Node's fs errors for a failed call. */
-export function errnoError(call: string, what: string, errno: number): NodeJS.ErrnoException {
-  const code = errnoNames.get(errno) ?? `E${errno}`;
-  const err = new Error(`${call} ${what}: ${code}`) as NodeJS.ErrnoException;
-  err.code = code;
-  err.errno = -errno;
-  err.syscall = call;
-  return err;
 }
 
 let cached: FsAtSys | undefined;

@@ -7,7 +7,7 @@
  * `code` ('EAGAIN', 'EINVAL'...) with the call and its object in the message.
  */
 import { constants as osConstants } from 'node:os';
-import { koffiLibc } from './libc.js';
+import { errnoError, koffiLibc } from './libc.js';
 
 export interface HostSys {
   /** A non-blocking, close-on-exec AF_UNIX stream socket bound to `path` and listening. */
@@ -19,17 +19,6 @@ export interface HostSys {
   mount(source: string, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;
   close(fd: number): void;
-}
-
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
-
-function sysError(call: string, what: string, errno: number): NodeJS.ErrnoException {
-  const code = errnoNames.get(errno) ?? `E${errno}`;
-  const err = new Error(`${call} ${what}: ${code}`) as NodeJS.ErrnoException;
-  err.code = code;
-  err.errno = -errno;
-  err.syscall = call;
-  return err;
 }
 
 let cached: HostSys | undefined;
@@ -51,16 +40,16 @@ export function hostSys(): HostSys {
   cached = {
     listenUnix(path) {
       const name = Buffer.from(path);
-      if (name.length >= 108) throw sysError('bind', path, osConstants.errno.ENAMETOOLONG);
+      if (name.length >= 108) throw errnoError('bind', path, osConstants.errno.ENAMETOOLONG);
       const fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (fd < 0) throw sysError('socket', path, errno());
+      if (fd < 0) throw errnoError('socket', path, errno());
       const addr = Buffer.alloc(110);
       addr.writeUInt16LE(AF_UNIX, 0);
       name.copy(addr, 2);
       if (bind(fd, addr, 2 + name.length + 1) !== 0 || listen(fd, 4) !== 0) {
         const e = errno();
         close(fd);
-        throw sysError('bind', path, e);
+        throw errnoError('bind', path, e);
       }
       return fd;
     },
@@ -69,19 +58,19 @@ export function hostSys(): HostSys {
       if (conn >= 0) return conn;
       const e = errno();
       if (e === osConstants.errno.EAGAIN) return -1;
-      throw sysError('accept4', `fd ${fd}`, e);
+      throw errnoError('accept4', `fd ${fd}`, e);
     },
     setWinsize(fd, cols, rows) {
       const ws = Buffer.alloc(8);
       ws.writeUInt16LE(rows, 0);
       ws.writeUInt16LE(cols, 2);
-      if (ioctl(fd, TIOCSWINSZ, ws) !== 0) throw sysError('ioctl(TIOCSWINSZ)', `fd ${fd}`, errno());
+      if (ioctl(fd, TIOCSWINSZ, ws) !== 0) throw errnoError('ioctl(TIOCSWINSZ)', `fd ${fd}`, errno());
     },
     mount(source, target, fstype, flags, data) {
-      if (mount(source, target, fstype, flags, data) !== 0) throw sysError('mount', `${fstype ?? ''} ${source} on ${target}`, errno());
+      if (mount(source, target, fstype, flags, data) !== 0) throw errnoError('mount', `${fstype ?? ''} ${source} on ${target}`, errno());
     },
     umount2(target, flags) {
-      if (umount2(target, flags) !== 0) throw sysError('umount2', target, errno());
+      if (umount2(target, flags) !== 0) throw errnoError('umount2', target, errno());
     },
     close(fd) { close(fd); },
   };

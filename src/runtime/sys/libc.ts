@@ -1,6 +1,7 @@
 // koffi bindings to libc used by the runtime core. Loaded on first use, so commands that never
 // touch the kernel this way (state, list, spec, --version) do not pay for koffi.
 import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 
 const require = createRequire(import.meta.url);
 
@@ -18,6 +19,18 @@ export interface Libc {
 
 let cached: Libc | undefined;
 let shared: { koffi: any; lib: any } | undefined;
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+
+/** An Error like Node's fs errors for a failed call (`errno` positive, as koffi.errno() gives it). */
+export function errnoError(call: string, what: string, errno: number): NodeJS.ErrnoException {
+  const code = errnoNames.get(errno) ?? `E${errno}`;
+  const err = new Error(`${call} ${what}: ${code}`) as NodeJS.ErrnoException;
+  err.code = code;
+  err.errno = -errno;
+  err.syscall = call;
+  return err;
+}
 
 /** koffi and the libc library handle, loaded once for every binding file of this folder. */
 export function koffiLibc(): { koffi: any; lib: any } {

@@ -8,7 +8,7 @@
  * Failures throw an Error carrying `code` ('ECONNREFUSED'...) with the call and its object in the message.
  */
 import { constants as osConstants } from 'node:os';
-import { koffiLibc } from './libc.js';
+import { errnoError, koffiLibc } from './libc.js';
 
 export interface PacketSys {
   /** A close-on-exec AF_UNIX SOCK_SEQPACKET pair. */
@@ -23,17 +23,6 @@ export interface PacketSys {
   /** Connects to the AF_UNIX stream socket at `path` and sends `fd` over it (SCM_RIGHTS) with `name` as data. */
   sendFdTo(path: string, fd: number, name: string): void;
   close(fd: number): void;
-}
-
-const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
-
-function sysError(call: string, what: string, errno: number): NodeJS.ErrnoException {
-  const code = errnoNames.get(errno) ?? `E${errno}`;
-  const err = new Error(`${call} ${what}: ${code}`) as NodeJS.ErrnoException;
-  err.code = code;
-  err.errno = -errno;
-  err.syscall = call;
-  return err;
 }
 
 let cached: PacketSys | undefined;
@@ -67,7 +56,7 @@ export function packetSys(): PacketSys {
   cached = {
     seqpacketPair() {
       const sv = new Int32Array(2);
-      if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) !== 0) throw sysError('socketpair', 'SOCK_SEQPACKET', errno());
+      if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) !== 0) throw errnoError('socketpair', 'SOCK_SEQPACKET', errno());
       return [sv[0]!, sv[1]!];
     },
     send(fd, data) {
@@ -75,7 +64,7 @@ export function packetSys(): PacketSys {
         const n = Number(write(fd, data, data.length));
         if (n === data.length) return;
         if (n < 0 && errno() === EINTR) continue;
-        throw sysError('write', `packet of ${data.length} bytes`, n < 0 ? errno() : osConstants.errno.EMSGSIZE);
+        throw errnoError('write', `packet of ${data.length} bytes`, n < 0 ? errno() : osConstants.errno.EMSGSIZE);
       }
     },
     receive(fd, max) {
@@ -88,7 +77,7 @@ export function packetSys(): PacketSys {
         n = Number(recvmsg(fd, msg, MSG_CMSG_CLOEXEC));
         if (n >= 0 || errno() !== EINTR) break;
       }
-      if (n < 0) throw sysError('recvmsg', `fd ${fd}`, errno());
+      if (n < 0) throw errnoError('recvmsg', `fd ${fd}`, errno());
       const fds: number[] = [];
       const controlLen = Number(msg.readBigUInt64LE(40));
       for (let off = 0; off + 16 <= controlLen;) {
@@ -102,28 +91,28 @@ export function packetSys(): PacketSys {
       const flags = msg.readInt32LE(48);
       if (flags & (MSG_TRUNC | MSG_CTRUNC)) {
         for (const f of fds) close(f);
-        throw sysError('recvmsg', `a packet longer than ${max} bytes on fd ${fd}`, osConstants.errno.EMSGSIZE);
+        throw errnoError('recvmsg', `a packet longer than ${max} bytes on fd ${fd}`, osConstants.errno.EMSGSIZE);
       }
       if (n === 0 && !fds.length) return null;
       return { data: data.subarray(0, n), fds };
     },
     sendFdTo(path, fd, name) {
       const sun = Buffer.from(path);
-      if (sun.length >= 108) throw sysError('connect', path, osConstants.errno.ENAMETOOLONG);
+      if (sun.length >= 108) throw errnoError('connect', path, osConstants.errno.ENAMETOOLONG);
       const sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (sock < 0) throw sysError('socket', path, errno());
+      if (sock < 0) throw errnoError('socket', path, errno());
       try {
         const sa = Buffer.alloc(110);
         sa.writeUInt16LE(AF_UNIX, 0);
         sun.copy(sa, 2);
-        if (connect(sock, sa, 2 + sun.length + 1) !== 0) throw sysError('connect', path, errno());
+        if (connect(sock, sa, 2 + sun.length + 1) !== 0) throw errnoError('connect', path, errno());
         const control = Buffer.alloc(24);
         control.writeBigUInt64LE(20n, 0); // CMSG_LEN(sizeof(int))
         control.writeInt32LE(SOL_SOCKET, 8);
         control.writeInt32LE(SCM_RIGHTS, 12);
         control.writeInt32LE(fd, 16);
         const { msg } = msghdr(Buffer.from(name || ' '), control);
-        if (Number(sendmsg(sock, msg, 0)) < 0) throw sysError('sendmsg', path, errno());
+        if (Number(sendmsg(sock, msg, 0)) < 0) throw errnoError('sendmsg', path, errno());
       } finally {
         close(sock);
       }
